@@ -1,0 +1,92 @@
+"""The `vecclf` command: contracts, JSON output, and clear errors with non-zero exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vecclf.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_end_to_end(tmp_path, capsys, image_files) -> None:
+    s = ["--store", str(tmp_path / "st")]
+    assert run(capsys, "init", *s, "--model", "tiny-clip")[0] == 0
+    code, out, _ = run(
+        capsys, "import", *s, str(image_files["red"][0].parent.parent), "--limit-per-concept", "3", "--json"
+    )
+    assert code == 0 and len(json.loads(out)["added"]) == 9
+    code, out, _ = run(capsys, "add", *s, "--text", "a red thing", "--concept", "red", "--json")
+    assert code == 0 and json.loads(out)["added"][0]["kind"] == "text"
+    code, out, _ = run(capsys, "predict", *s, str(image_files["blue"][3]), "--json")
+    pred = json.loads(out)["predictions"][0]
+    assert code == 0 and pred["concept"] == "blue" and pred["method"] == "knn" and pred["neighbours"]
+    code, out, _ = run(capsys, "search", *s, "--text", "anything", "--k", "2", "--concept", "green", "--json")
+    hits = json.loads(out)["results"][0]
+    assert code == 0 and len(hits) == 2 and all(h["concepts"] == ["green"] for h in hits)
+    code, out, _ = run(capsys, "concepts", *s, "--json")
+    assert {c["name"]: c["positives"] for c in json.loads(out)["concepts"]} == {"blue": 3, "green": 3, "red": 4}
+    assert run(capsys, "concepts", *s, "rename", "red", "crimson")[0] == 0
+    code, out, _ = run(capsys, "delete", *s, "1", "2", "--json")
+    assert code == 0 and json.loads(out)["deleted"] == [1, 2]
+    code, out, _ = run(capsys, "info", *s, "--json")
+    info = json.loads(out)
+    assert info["spaces"]["joint"]["vectors"] == 8 and info["concepts"] == 3
+
+
+def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys, image_files) -> None:
+    s = ["--store", str(tmp_path / "st")]
+    code, _, err = run(capsys, "predict", *s, "--text", "x")
+    assert code == 1 and "no vecclf store" in err and "Traceback" not in err
+    run(capsys, "init", *s, "--model", "tiny-clip")
+    code, _, err = run(capsys, "init", *s, "--model", "tiny-clip")
+    assert code == 1 and "already exists" in err
+    code, _, err = run(capsys, "predict", *s, "--text", "x")
+    assert code == 2 and "no labelled examples" in err
+    code, _, err = run(capsys, "add", *s, str(image_files["red"][0]), "--concept", "unknown")
+    assert code == 2 and "reserved" in err
+    code, _, err = run(capsys, "add", *s, str(tmp_path / "nothing.jpg"), "--concept", "a")
+    assert code == 1 and "no such file" in err
+    code, _, err = run(capsys, "delete", *s, "12345")
+    assert code == 1 and "no input with id 12345" in err
+    code, _, err = run(capsys, "concepts", *s, "delete", "ghost")
+    assert code == 1 and "unknown concept" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["search", *s, "--text", "x", "--k", "0"])
+    assert exc.value.code == 2
+
+
+def test_offline_store_refuses_cross_modal_queries(tmp_path, capsys, image_files) -> None:
+    s = ["--store", str(tmp_path / "st")]
+    run(capsys, "init", *s, "--model", "offline")
+    assert run(capsys, "add", *s, str(image_files["red"][0]), "--concept", "red")[0] == 0
+    code, _, err = run(capsys, "predict", *s, "--text", "a red picture")
+    assert code == 2 and "cannot compare across modalities" in err
+
+
+def test_console_script_runs_in_a_real_process(tmp_path, image_files) -> None:
+    exe = shutil.which("vecclf", path=str(Path(sys.executable).parent)) or shutil.which("vecclf")
+    assert exe, "the vecclf console script is installed with the package"
+    env = {**os.environ, "VECCLF_STORE": str(tmp_path / "env-store")}
+
+    def sh(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=300)
+
+    assert sh("init", "--model", "tiny-clip").returncode == 0
+    assert sh("add", *map(str, image_files["green"][:2]), "--concept", "green").returncode == 0
+    out = sh("predict", str(image_files["green"][3]), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["predictions"][0]["concept"] == "green"
+    bad = sh("predict")
+    assert bad.returncode == 2 and "give PATH" in bad.stderr and "Traceback" not in bad.stderr

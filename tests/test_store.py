@@ -1,0 +1,208 @@
+"""Store behaviour on real DuckDB files and real FAISS indexes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vecclf.classifier import ConceptClassifier
+from vecclf.errors import (
+    ConflictError,
+    InvalidInputError,
+    ModelMismatchError,
+    NotFoundError,
+    ReadOnlyError,
+    StoreLockedError,
+    StoreNotFoundError,
+    UnknownConceptError,
+)
+from vecclf.store import NewInput, Store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_py(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+
+
+def test_round_trip_across_processes(clf, image_files) -> None:
+    report = clf.add(image_files["red"][:3], ["red"])
+    clf.add(image_files["blue"][:3], ["blue"])
+    path = clf.store.path
+    clf.close()
+    # A second process opens the store, predicts and adds; a third sees everything.
+    out = _run_py(
+        f"""
+        import json
+        from vecclf.classifier import ConceptClassifier
+        with ConceptClassifier.open({str(path)!r}) as c:
+            p = c.predict([{str(image_files["red"][3])!r}])[0]
+            r = c.add([{str(image_files["green"][0])!r}], ["green"])
+            print(json.dumps({{"concept": p.concept, "new": r.ids, "info": c.info()}}))
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["concept"] == "red"
+    assert result["info"]["spaces"]["joint"]["vectors"] == 7
+    with ConceptClassifier.open(path, read_only=True) as again:
+        names = {c["name"]: c["positives"] for c in again.concepts()}
+        assert names == {"blue": 3, "green": 1, "red": 3}
+        rec = again.store.get(report.ids + result["new"])
+        assert [r.concepts for r in rec] == [["red"]] * 3 + [["green"]]
+        assert again.store.count() == 7
+
+
+def test_add_predict_delete(clf, image_files) -> None:
+    clf.add(image_files["red"][:3], ["red"])
+    blue = clf.add(image_files["blue"][:3], ["blue"])
+    assert clf.predict([image_files["blue"][3]])[0].concept == "blue"
+    removed = clf.delete(blue.ids)
+    assert removed == blue.ids
+    assert clf.store.count() == 3
+    # With blue gone, nothing can vote blue.
+    pred = clf.predict([image_files["blue"][3]])[0]
+    assert "blue" not in pred.scores
+    with pytest.raises(NotFoundError):
+        clf.delete([blue.ids[0]])
+    with pytest.raises(NotFoundError):
+        clf.delete([10**9])
+
+
+def test_new_concept_works_immediately(clf, image_files) -> None:
+    clf.add(image_files["red"], ["red"])
+    clf.add(image_files["blue"], ["blue"])
+    before = clf.predict([image_files["green"][3]])[0]
+    assert before.nearest in {"red", "blue"}
+    clf.add(image_files["green"][:3], ["green"])  # no retraining step in between
+    after = clf.predict([image_files["green"][3]])[0]
+    assert after.concept == "green"
+    assert after.neighbours[0]["concepts"] == ["green"]
+
+
+def test_faiss_index_rebuilt_when_missing_or_stale(clf, image_files) -> None:
+    ids = clf.add(image_files["red"], ["red"]).ids
+    path = clf.store.path
+    clf.close()
+    index_file = path / "faiss-joint.index"
+    assert index_file.is_file()
+    good = index_file.read_bytes()
+    # missing
+    index_file.unlink()
+    with Store.open(path) as s:
+        assert s.count() == 4
+    # torn (truncated)
+    index_file.write_bytes(good[: len(good) // 2])
+    with Store.open(path) as s:
+        assert s.count() == 4
+        _, found = s.search("joint", s.vectors("joint", ids[:1])[1], 1)
+        assert found[0, 0] == ids[0]
+    # stale: an older file restored after a later write
+    with Store.open(path) as s:
+        s.delete(ids[:1])
+    index_file.write_bytes(good)
+    with Store.open(path) as s:
+        assert s.count() == 3
+        _, found = s.search("joint", s.vectors("joint", ids[1:2])[1], 4)
+        assert ids[0] not in found
+
+
+def test_second_writer_fails_fast_naming_holder(clf) -> None:
+    out = _run_py(
+        f"""
+        from vecclf.store import Store
+        from vecclf.errors import StoreLockedError
+        try:
+            Store.open({str(clf.store.path)!r})
+        except StoreLockedError as exc:
+            print("LOCKED", exc)
+        """
+    )
+    assert "LOCKED" in out.stdout, out.stderr
+    import os
+
+    assert f"pid {os.getpid()}" in out.stdout
+    with pytest.raises(StoreLockedError):
+        Store.open(clf.store.path)
+
+
+def test_read_only_refuses_writes(clf, image_files) -> None:
+    clf.add(image_files["red"][:1], ["red"])
+    path = clf.store.path
+    clf.close()
+    with Store.open(path, read_only=True) as s:
+        with pytest.raises(ReadOnlyError):
+            s.delete([1])
+        assert s.count() == 1
+
+
+def test_missing_store_and_existing_store(tmp_path, tiny_embedder) -> None:
+    with pytest.raises(StoreNotFoundError):
+        Store.open(tmp_path / "nope")
+    kw = {"spec": tiny_embedder.spec, "identity": tiny_embedder.identity, "spaces": tiny_embedder.spaces()}
+    Store.create(tmp_path / "s", **kw).close()
+    with pytest.raises(ConflictError):
+        Store.create(tmp_path / "s", **kw)
+
+
+def test_concept_rename_and_delete(clf, image_files) -> None:
+    clf.add(image_files["red"][:2], ["red"], negatives=["blue"])
+    clf.rename_concept("red", "crimson")
+    assert [c["name"] for c in clf.concepts()] == ["blue", "crimson"]
+    with pytest.raises(ConflictError):
+        clf.rename_concept("crimson", "blue")
+    with pytest.raises(UnknownConceptError):
+        clf.rename_concept("red", "x")
+    assert clf.delete_concept("blue") == 2
+    assert [c["name"] for c in clf.concepts()] == ["crimson"]
+    assert clf.store.count() == 2  # inputs stay
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "unknown", "a\x00b", "x" * 201])
+def test_bad_concept_names_rejected(clf, image_files, bad) -> None:
+    with pytest.raises(InvalidInputError):
+        clf.add(image_files["red"][:1], [bad])
+    assert clf.store.count() == 0
+
+
+def test_concept_names_are_bound_parameters(clf, image_files) -> None:
+    name = "x'); DROP TABLE inputs; --"
+    clf.add(image_files["red"][:1], [name])
+    assert [c["name"] for c in clf.concepts()] == [name]
+    assert clf.search(texts=["q"], k=1, concept=name)[0][0].concepts == [name]
+
+
+def test_store_refuses_other_embedders_vectors(clf, tmp_path) -> None:
+    with pytest.raises(ModelMismatchError):
+        clf.store.add([NewInput("text", "joint", "h", np.ones(7, np.float32))])
+    from vecclf.embed import OpenCLIPEmbedder
+
+    other = OpenCLIPEmbedder("vecclf-tiny-clip", None, seed=1)
+    with pytest.raises(ModelMismatchError):
+        ConceptClassifier(clf.store, other)
+
+
+def test_embedding_cache_skips_reembedding(clf, image_files) -> None:
+    first = clf.add(image_files["red"][:2], ["red"])
+    assert (first.embedded, first.cached) == (2, 0)
+    again = clf.add(image_files["red"][:2], ["red2"])
+    assert (again.embedded, again.cached) == (0, 2)
+    clf.delete(first.ids + again.ids)
+    third = clf.add(image_files["red"][:1], ["red"])  # cache outlives deleted inputs
+    assert (third.embedded, third.cached) == (0, 1)
+
+
+def test_search_concept_filter_applies_before_ranking(clf, image_files) -> None:
+    clf.add(image_files["red"], ["red"])
+    clf.add(image_files["blue"][:1], ["blue"])
+    hits = clf.search([image_files["red"][0]], k=3, concept="blue")[0]
+    assert [h.concepts for h in hits] == [["blue"]]  # filtered first, so the one blue input is found
+    assert len(clf.search([image_files["red"][0]], k=50)[0]) == 5  # k beyond the store: no padding

@@ -1,0 +1,581 @@
+"""The object users touch: embedder + store + classifiers.
+
+Data flows one way: inputs are decoded (:mod:`vecclf.inputs`), embedded
+(:mod:`vecclf.embed`), written to the store (:mod:`vecclf.store`) and classified by
+voting over stored neighbours (:mod:`vecclf.knn`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import knn
+from .config import Limits
+from .embed import Embedder, load_embedder, parse_model
+from .errors import InvalidInputError, ModalityError, ModelMismatchError, VecclfError
+from .inputs import (
+    TEXT_SUFFIXES,
+    Failure,
+    ImageItem,
+    Item,
+    MediaLike,
+    TextItem,
+    VideoItem,
+    concept_folders,
+    expand_paths,
+    load_media,
+    make_text,
+    read_text_lines,
+    read_text_table,
+)
+from .store import NewInput, Store, check_concept_name
+
+METHODS = ("auto", "knn")
+Progress = Callable[[int], None]
+
+
+@dataclass
+class AddReport:
+    """What an add/import did: new inputs, failures by source, and embedding-cache use."""
+
+    added: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    embedded: int = 0
+    cached: int = 0
+
+    @property
+    def ids(self) -> list[int]:
+        """Ids of the new top-level inputs (videos, images, texts; not frames)."""
+        return [a["id"] for a in self.added]
+
+    def merge(self, other: AddReport) -> None:
+        """Fold another report into this one."""
+        self.added += other.added
+        self.failures += other.failures
+        self.embedded += other.embedded
+        self.cached += other.cached
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "added": self.added,
+            "failures": [{"source": f.source, "reason": f.reason} for f in self.failures],
+            "embedded": self.embedded,
+            "cached": self.cached,
+        }
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A prediction with its evidence.
+
+    ``concept`` is ``"unknown"`` when the best concept falls below its open-set
+    threshold; ``nearest`` is the best concept regardless.
+    """
+
+    source: str
+    concept: str
+    score: float
+    nearest: str | None
+    threshold: float | None
+    method: str
+    scores: dict[str, float]
+    neighbours: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A search result."""
+
+    id: int
+    similarity: float
+    kind: str
+    source: str | None
+    text: str | None
+    parent_id: int | None
+    timestamp_s: float | None
+    concepts: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+class ConceptClassifier:
+    """A store of labelled examples plus the embedder that made them.
+
+    Create with :meth:`create`, reopen with :meth:`open`; use as a context manager so
+    the FAISS index is saved and the writer lock released.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder | None = None,
+        *,
+        limits: Limits | None = None,
+        k: int = 10,
+        unknown_quantile: float = 0.01,
+    ) -> None:
+        self.store = store
+        self.limits = limits or Limits.from_env()
+        self.k = k
+        self.unknown_quantile = unknown_quantile
+        self._embedder = embedder
+        self._thresholds: dict[str, tuple[int, dict[str, float]]] = {}
+        if embedder is not None:
+            self._check_embedder(embedder)
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def create(
+        cls, path: str | Path, model: str = "offline", *, checkpoint: str | Path | None = None, **kwargs: Any
+    ) -> ConceptClassifier:
+        """Create a store at ``path`` for the embedder named by ``model`` (see :func:`parse_model`)."""
+        embedder = load_embedder(parse_model(model, checkpoint))
+        store = Store.create(path, spec=embedder.spec, identity=embedder.identity, spaces=embedder.spaces())
+        return cls(store, embedder, **kwargs)
+
+    @classmethod
+    def open(
+        cls, path: str | Path, *, read_only: bool = False, embedder: Embedder | None = None, **kwargs: Any
+    ) -> ConceptClassifier:
+        """Open an existing store; its embedder is loaded on first need from the recorded spec."""
+        return cls(Store.open(path, read_only=read_only), embedder, **kwargs)
+
+    def close(self) -> None:
+        """Save the index and release the store."""
+        self.store.close()
+
+    def __enter__(self) -> ConceptClassifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_embedder(self, embedder: Embedder) -> None:
+        if embedder.identity != self.store.identity:
+            raise ModelMismatchError(
+                f"store {self.store.path} was built with {self.store.identity}, not {embedder.identity}"
+            )
+
+    @property
+    def embedder(self) -> Embedder:
+        """The store's embedder (loaded lazily from the store's recorded spec)."""
+        if self._embedder is None:
+            embedder = load_embedder(self.store.spec)
+            self._check_embedder(embedder)
+            self._embedder = embedder
+        return self._embedder
+
+    # ------------------------------------------------------------------ adding
+    def _embed_items(self, items: Sequence[Item], report: AddReport, progress: Progress | None) -> list[np.ndarray]:
+        """One vector per item (pooled for videos) plus frame vectors, using the cache first."""
+        emb = self.embedder
+        jobs: list[tuple[str, str, Any]] = []  # (space, hash, payload) for every vector needed
+        for it in items:
+            if isinstance(it, TextItem):
+                jobs.append((emb.space_of("text"), it.content_hash, it.text))
+            elif isinstance(it, ImageItem):
+                jobs.append((emb.space_of("image"), it.content_hash, it.image))
+            else:
+                jobs += [(emb.space_of("frame"), h, f) for h, f in zip(it.frame_hashes, it.frames)]
+        vectors: dict[tuple[str, str], np.ndarray] = {}
+        for space in sorted({s for s, _, _ in jobs}):
+            hashes = [h for s, h, _ in jobs if s == space]
+            for h, v in self.store.cached_vectors(space, hashes).items():
+                vectors[(space, h)] = v
+        todo = {(s, h): p for s, h, p in jobs if (s, h) not in vectors}
+        report.cached += len(jobs) - len(todo)
+        report.embedded += len(todo)
+        texts = [(key, p) for key, p in todo.items() if isinstance(p, str)]
+        images = [(key, p) for key, p in todo.items() if not isinstance(p, str)]
+        if texts:
+            out = emb.embed_texts([p for _, p in texts], progress=progress)
+            vectors.update({key: v for (key, _), v in zip(texts, out)})
+        if images:
+            out = emb.embed_images([p for _, p in images], progress=progress)
+            vectors.update({key: v for (key, _), v in zip(images, out)})
+        return [vectors[(s, h)] for s, h, _ in jobs]
+
+    def _rows(
+        self, items: Sequence[Item], vecs: list[np.ndarray], concepts: tuple[str, ...], negatives: tuple[str, ...]
+    ) -> list[NewInput]:
+        emb = self.embedder
+        rows: list[NewInput] = []
+        it_vecs = iter(vecs)
+        for it in items:
+            if isinstance(it, VideoItem):
+                frames = [next(it_vecs) for _ in it.frames]
+                pooled = np.mean(frames, axis=0)
+                pooled = (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
+                parent = len(rows)
+                space = emb.space_of("video")
+                rows.append(
+                    NewInput(
+                        "video",
+                        space,
+                        it.content_hash,
+                        pooled,
+                        source=it.source,
+                        concepts=concepts,
+                        negatives=negatives,
+                        metadata={"frames": len(frames)},
+                    )
+                )
+                rows += [
+                    NewInput("frame", space, h, v, source=it.source, parent=parent, frame_index=n, timestamp_s=t)
+                    for n, (h, v, t) in enumerate(zip(it.frame_hashes, frames, it.timestamps))
+                ]
+            elif isinstance(it, TextItem):
+                rows.append(
+                    NewInput(
+                        "text",
+                        emb.space_of("text"),
+                        it.content_hash,
+                        next(it_vecs),
+                        source=it.source,
+                        text=it.text,
+                        concepts=concepts,
+                        negatives=negatives,
+                    )
+                )
+            else:
+                rows.append(
+                    NewInput(
+                        "image",
+                        emb.space_of("image"),
+                        it.content_hash,
+                        next(it_vecs),
+                        source=it.source,
+                        concepts=concepts,
+                        negatives=negatives,
+                    )
+                )
+        return rows
+
+    def _add_items(
+        self,
+        items: Iterable[Item | Failure],
+        concepts: Sequence[str],
+        negatives: Sequence[str],
+        progress: Progress | None,
+        batch_size: int = 64,
+    ) -> AddReport:
+        pos = tuple(check_concept_name(c) for c in concepts)
+        neg = tuple(check_concept_name(c) for c in negatives)
+        if set(pos) & set(neg):
+            raise InvalidInputError(f"concept(s) {sorted(set(pos) & set(neg))} given as both positive and negative")
+        report = AddReport()
+        batch: list[Item] = []
+
+        def commit() -> None:
+            if not batch:
+                return
+            vecs = self._embed_items(batch, report, progress)
+            rows = self._rows(batch, vecs, pos, neg)
+            ids = self.store.add(rows)
+            for row, new_id in zip(rows, ids):
+                if row.kind != "frame":
+                    report.added.append({"id": new_id, "kind": row.kind, "source": row.source})
+            batch.clear()
+
+        for it in items:
+            if isinstance(it, Failure):
+                report.failures.append(it)
+                continue
+            batch.append(it)
+            if len(batch) >= batch_size:
+                commit()
+        commit()
+        return report
+
+    def _decode_paths(self, paths: Iterable[str | Path]) -> Iterator[Item | Failure]:
+        for p in expand_paths(paths):
+            if isinstance(p, Failure):
+                yield p
+                continue
+            try:
+                if p.suffix.lower() in TEXT_SUFFIXES:
+                    for n, line in enumerate(read_text_lines(p), start=1):
+                        yield make_text(line, source=f"{p}:{n}", limits=self.limits)
+                else:
+                    yield load_media(p, limits=self.limits)
+            except (VecclfError, OSError, UnicodeDecodeError) as exc:
+                yield Failure(str(p), str(exc))
+
+    def add(
+        self,
+        media: Sequence[MediaLike],
+        concepts: Sequence[str] = (),
+        negatives: Sequence[str] = (),
+        *,
+        progress: Progress | None = None,
+    ) -> AddReport:
+        """Add images/videos (paths, folders, bytes or PIL images) labelled with ``concepts``.
+
+        Unreadable items are reported in ``failures``; the rest are stored.
+        """
+        paths = [m for m in media if isinstance(m, (str, Path))]
+        others = [m for m in media if not isinstance(m, (str, Path))]
+
+        def items() -> Iterator[Item | Failure]:
+            yield from self._decode_paths(paths)
+            for n, obj in enumerate(others):
+                try:
+                    yield load_media(obj, limits=self.limits, source=f"<input {n}>")
+                except VecclfError as exc:
+                    yield Failure(f"<input {n}>", str(exc))
+
+        return self._add_items(items(), concepts, negatives, progress)
+
+    def add_texts(
+        self,
+        texts: Sequence[str],
+        concepts: Sequence[str] = (),
+        negatives: Sequence[str] = (),
+        *,
+        progress: Progress | None = None,
+    ) -> AddReport:
+        """Add texts labelled with ``concepts``; empty texts are reported as failures."""
+
+        def items() -> Iterator[Item | Failure]:
+            for n, t in enumerate(texts):
+                try:
+                    yield make_text(t, source=f"<text {n}>", limits=self.limits)
+                except VecclfError as exc:
+                    yield Failure(f"<text {n}>", str(exc))
+
+        return self._add_items(items(), concepts, negatives, progress)
+
+    def import_path(
+        self,
+        path: str | Path,
+        *,
+        text_column: str | None = None,
+        label_column: str | None = None,
+        limit_per_concept: int | None = None,
+        progress: Progress | None = None,
+    ) -> AddReport:
+        """Import a folder (one subfolder per concept) or a CSV/JSONL text table."""
+        p = Path(path)
+        report = AddReport()
+        if limit_per_concept is not None and limit_per_concept <= 0:
+            raise InvalidInputError("limit per concept must be positive")
+        if p.is_dir():
+            for concept, files in concept_folders(p):
+                picked = files[:limit_per_concept] if limit_per_concept else files
+                report.merge(self._add_items(self._decode_paths(picked), [concept], (), progress))
+            return report
+        rows = read_text_table(p, text_column=text_column, label_column=label_column)
+        groups: dict[str | None, list[tuple[int, str]]] = {}
+        for n, (text, label) in enumerate(rows, start=1):
+            groups.setdefault(label, []).append((n, text))
+        for label in sorted(groups, key=lambda x: (x is None, x or "")):
+            chosen = groups[label][:limit_per_concept] if limit_per_concept else groups[label]
+
+            def items(chosen: list[tuple[int, str]] = chosen) -> Iterator[Item | Failure]:
+                for n, text in chosen:
+                    try:
+                        yield make_text(text, source=f"{p}:{n}", limits=self.limits)
+                    except VecclfError as exc:
+                        yield Failure(f"{p}:{n}", str(exc))
+
+            report.merge(self._add_items(items(), [label] if label else [], (), progress))
+        return report
+
+    # ------------------------------------------------------------------ querying
+    def _query_items(self, media: Sequence[MediaLike], texts: Sequence[str]) -> list[Item]:
+        items: list[Item] = []
+        for n, m in enumerate(media):
+            src = str(m) if isinstance(m, (str, Path)) else f"<input {n}>"
+            items.append(load_media(m, limits=self.limits, source=src))
+        items += [make_text(t, source=f"<text {n}>", limits=self.limits) for n, t in enumerate(texts)]
+        if not items:
+            raise InvalidInputError("nothing to query: give at least one image, video or text")
+        return items
+
+    def embed(self, media: Sequence[MediaLike] = (), texts: Sequence[str] = ()) -> list[tuple[str, str, np.ndarray]]:
+        """``(source, space, vector)`` per query (a video is pooled over its sampled frames)."""
+        emb = self.embedder
+        out: list[tuple[str, str, np.ndarray]] = []
+        for it in self._query_items(media, texts):
+            if isinstance(it, TextItem):
+                vec = emb.embed_texts([it.text])[0]
+                out.append((it.source, emb.space_of("text"), vec))
+            elif isinstance(it, ImageItem):
+                out.append((it.source, emb.space_of("image"), emb.embed_images([it.image])[0]))
+            else:
+                frames = emb.embed_images(it.frames)
+                pooled = frames.mean(axis=0)
+                out.append((it.source, emb.space_of("video"), (pooled / np.linalg.norm(pooled)).astype(np.float32)))
+        return out
+
+    def _check_queryable(self, space: str) -> None:
+        if self.store.count(space) == 0:
+            other = [s for s in self.store.spaces if s != space and self.store.count(s) > 0]
+            if other:
+                raise ModalityError(
+                    f"this store keeps {space} inputs in their own space and it holds no {space} examples "
+                    f"(examples exist only in: {', '.join(other)}); the {self.store.identity.get('kind')} embedder "
+                    "cannot compare across modalities — use a joint (CLIP) model for cross-modal queries"
+                )
+
+    def thresholds(self, space: str) -> dict[str, float]:
+        """Open-set thresholds of each concept in ``space`` (recomputed after writes)."""
+        view = self.store.label_view(space)
+        cached = self._thresholds.get(space)
+        if cached is not None and cached[0] == view.generation:
+            return cached[1]
+        ids, vecs = self.store.vectors(space, view.label_roots.tolist())
+        result = knn.open_set_thresholds(knn.class_vectors(view, ids, vecs), quantile=self.unknown_quantile)
+        self._thresholds[space] = (view.generation, result)
+        return result
+
+    def predict_vectors(
+        self,
+        space: str,
+        vectors: np.ndarray,
+        *,
+        k: int | None = None,
+        top: int = 5,
+        weighting: knn.Weighting = "similarity",
+        sources: Sequence[str] | None = None,
+    ) -> list[Prediction]:
+        """k-NN predictions for already-embedded queries in ``space``."""
+        k = self.k if k is None else k
+        if k <= 0 or top <= 0:
+            raise InvalidInputError("k and top must be positive")
+        view = self.store.label_view(space)
+        if not view.classes:
+            self._check_queryable(space)
+            raise InvalidInputError("no labelled examples to classify with; add examples with a concept first")
+        fetch = k
+        while True:
+            sims, ids = self.store.search(space, vectors, fetch)
+            votes = knn.vote(sims, ids, view, k=k, weighting=weighting)
+            enough = all(len(nb) >= k for nb in votes.neighbours)
+            if enough or fetch >= self.store.count(space):
+                break
+            fetch = min(fetch * 4, self.store.count(space))  # frames/unlabelled rows crowd the top: look further
+        order = knn.rank(votes.scores, votes.support)
+        thresholds = self.thresholds(space)
+        neighbour_ids = sorted({nb[0] for row in votes.neighbours for nb in row})
+        records = {r.id: r for r in self.store.get(neighbour_ids)}
+        out: list[Prediction] = []
+        for i in range(len(vectors)):
+            best = int(order[i, 0])
+            name = view.classes[best]
+            score = float(votes.scores[i, best])
+            threshold = thresholds.get(name, -np.inf)
+            accepted = score > 0 and votes.support[i, best] >= threshold
+            out.append(
+                Prediction(
+                    source=sources[i] if sources else f"<query {i}>",
+                    concept=name if accepted else knn.UNKNOWN,
+                    score=round(score, 6),
+                    nearest=name if score > 0 else None,
+                    threshold=None if not np.isfinite(threshold) else round(float(threshold), 6),
+                    method="knn",
+                    scores={
+                        view.classes[c]: round(float(votes.scores[i, c]), 6)
+                        for c in order[i, :top]
+                        if votes.scores[i, c] > 0
+                    },
+                    neighbours=[
+                        {
+                            "id": nid,
+                            "similarity": round(sim, 6),
+                            "concepts": records[nid].concepts,
+                            "negatives": records[nid].negatives,
+                            "source": records[nid].source,
+                        }
+                        for nid, _, sim, _ in votes.neighbours[i]
+                    ],
+                )
+            )
+        return out
+
+    def predict(
+        self,
+        media: Sequence[MediaLike] = (),
+        *,
+        texts: Sequence[str] = (),
+        method: str = "auto",
+        k: int | None = None,
+        top: int = 5,
+    ) -> list[Prediction]:
+        """Classify images/videos and texts by their stored neighbours."""
+        if method not in METHODS:
+            raise InvalidInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        out = []
+        for source, space, vec in self.embed(media, texts):
+            out += self.predict_vectors(space, vec[None, :], k=k, top=top, sources=[source])
+        return out
+
+    def search(
+        self,
+        media: Sequence[MediaLike] = (),
+        *,
+        texts: Sequence[str] = (),
+        k: int = 10,
+        concept: str | None = None,
+    ) -> list[list[Hit]]:
+        """Most similar stored inputs per query; ``concept`` restricts candidates before ranking."""
+        if k <= 0:
+            raise InvalidInputError(f"k must be positive, got {k}")
+        out = []
+        for _, space, vec in self.embed(media, texts):
+            out.append(self.search_vectors(space, vec[None, :], k=k, concept=concept)[0])
+        return out
+
+    def search_vectors(
+        self, space: str, vectors: np.ndarray, *, k: int = 10, concept: str | None = None
+    ) -> list[list[Hit]]:
+        """Search with already-embedded queries."""
+        self._check_queryable(space)
+        restrict = self.store.concept_member_ids(space, concept) if concept is not None else None
+        if restrict is not None and len(restrict) == 0:
+            return [[] for _ in range(len(vectors))]
+        sims, ids = self.store.search(space, vectors, k, restrict_to=restrict)
+        results: list[list[Hit]] = []
+        for row_s, row_i in zip(sims, ids):
+            keep = [(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0]
+            records = self.store.get([i for i, _ in keep])
+            results.append(
+                [
+                    Hit(r.id, round(s, 6), r.kind, r.source, r.text, r.parent_id, r.timestamp_s, r.concepts)
+                    for r, (_, s) in zip(records, keep)
+                ]
+            )
+        return results
+
+    # ------------------------------------------------------------------ management
+    def concepts(self) -> list[dict[str, Any]]:
+        """Concepts with example counts."""
+        return [c.to_dict() for c in self.store.concepts()]
+
+    def rename_concept(self, old: str, new: str) -> None:
+        """Rename a concept."""
+        self.store.rename_concept(old, new)
+
+    def delete_concept(self, name: str) -> int:
+        """Delete a concept's labels (its inputs stay); returns the number of labels removed."""
+        return self.store.delete_concept(name)
+
+    def delete(self, ids: Sequence[int]) -> list[int]:
+        """Delete inputs by id (videos with their frames)."""
+        return self.store.delete(ids)
+
+    def info(self) -> dict[str, Any]:
+        """Store summary."""
+        return self.store.info()

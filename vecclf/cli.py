@@ -1,0 +1,260 @@
+"""The ``vecclf`` command. Results go to stdout (``--json``: one JSON document), progress to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import default_store_path
+from .errors import InvalidInputError, VecclfError
+
+
+def _progress_bar(desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, unit="item", file=sys.stderr, disable=None, leave=False)
+
+
+@contextmanager
+def _progress(desc: str) -> Iterator[Callable[[int], None]]:
+    bar = _progress_bar(desc)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+def _emit(args: argparse.Namespace, payload: Any, human: Callable[[], None]) -> None:
+    if args.json:
+        json.dump(payload, sys.stdout, indent=2, ensure_ascii=False, default=str)
+        sys.stdout.write("\n")
+    else:
+        human()
+
+
+def _open(args: argparse.Namespace, *, read_only: bool = False) -> Any:
+    from .classifier import ConceptClassifier
+
+    return ConceptClassifier.open(args.store, read_only=read_only)
+
+
+def _print_report(report: Any) -> None:
+    print(f"added {len(report.added)} input(s) ({report.embedded} embedded, {report.cached} from cache)")
+    for f in report.failures:
+        print(f"skipped {f.source}: {f.reason}", file=sys.stderr)
+
+
+def _finish_add(args: argparse.Namespace, report: Any) -> int:
+    _emit(args, report.to_dict(), lambda: _print_report(report))
+    if report.failures and not report.added:
+        return 1
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from .classifier import ConceptClassifier
+
+    with ConceptClassifier.create(args.store, args.model, checkpoint=args.checkpoint) as clf:
+        info = clf.info()
+    _emit(args, info, lambda: print(f"created store at {info['path']} with {info['embedder']}"))
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    if not args.paths and not args.text:
+        raise InvalidInputError("give PATH... and/or --text TEXT")
+    with _open(args) as clf, _progress("embedding") as bar:
+        report = clf.add(args.paths, args.concept, args.negative, progress=bar)
+        if args.text:
+            report.merge(clf.add_texts(args.text, args.concept, args.negative, progress=bar))
+    return _finish_add(args, report)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    with _open(args) as clf, _progress("importing") as bar:
+        report = clf.import_path(
+            args.source,
+            text_column=args.text_column,
+            label_column=args.label_column,
+            limit_per_concept=args.limit_per_concept,
+            progress=bar,
+        )
+    return _finish_add(args, report)
+
+
+def _queries(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    if not args.paths and not args.text:
+        raise InvalidInputError("give PATH... and/or --text TEXT")
+    return list(args.paths), list(args.text or [])
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    media, texts = _queries(args)
+    with _open(args, read_only=True) as clf:
+        preds = clf.predict(media, texts=texts, method=args.method, k=args.k, top=args.top)
+
+    def human() -> None:
+        for p in preds:
+            detail = ", ".join(f"{c} {s:.3f}" for c, s in p.scores.items())
+            extra = (
+                f" (nearest {p.nearest}, below threshold {p.threshold})" if p.concept == "unknown" and p.nearest else ""
+            )
+            print(f"{p.source}\t{p.concept}{extra}\t[{detail}] via {p.method}")
+
+    _emit(args, {"predictions": [p.to_dict() for p in preds]}, human)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    media, texts = _queries(args)
+    with _open(args, read_only=True) as clf:
+        results = clf.search(media, texts=texts, k=args.k, concept=args.concept)
+
+    def human() -> None:
+        for hits in results:
+            for h in hits:
+                where = h.text if h.text else h.source
+                if h.timestamp_s is not None:
+                    where = f"{where} @ {h.timestamp_s}s"
+                print(f"{h.id}\t{h.similarity:.4f}\t{','.join(h.concepts) or '-'}\t{where}")
+
+    _emit(args, {"results": [[h.to_dict() for h in hits] for hits in results]}, human)
+    return 0
+
+
+def cmd_concepts(args: argparse.Namespace) -> int:
+    if args.action in ("rename", "delete"):
+        with _open(args) as clf:
+            if args.action == "rename":
+                if len(args.names) != 2:
+                    raise InvalidInputError("usage: vecclf concepts rename OLD NEW")
+                clf.rename_concept(*args.names)
+                payload: Any = {"renamed": {"from": args.names[0], "to": args.names[1]}}
+            else:
+                if len(args.names) != 1:
+                    raise InvalidInputError("usage: vecclf concepts delete NAME")
+                payload = {"deleted": args.names[0], "labels_removed": clf.delete_concept(args.names[0])}
+        _emit(args, payload, lambda: print(json.dumps(payload)))
+        return 0
+    with _open(args, read_only=True) as clf:
+        concepts = clf.concepts()
+
+    def human() -> None:
+        for c in concepts:
+            print(f"{c['name']}\t{c['positives']} positive\t{c['negatives']} negative")
+
+    _emit(args, {"concepts": concepts}, human)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    with _open(args) as clf:
+        removed = clf.delete(args.ids)
+    _emit(args, {"deleted": removed}, lambda: print(f"deleted {len(removed)} input(s)"))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with _open(args, read_only=True) as clf:
+        info = clf.info()
+    _emit(args, info, lambda: print(json.dumps(info, indent=2)))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", type=Path, default=default_store_path(), help="store directory (env VECCLF_STORE)")
+    common.add_argument("--json", action="store_true", help="print one JSON document")
+    parser = argparse.ArgumentParser(prog="vecclf", description="Embedding classifier with k-NN over a local store.")
+    parser.add_argument("--version", action="version", version=f"vecclf {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", parents=[common], help="create a store")
+    p.add_argument("--model", default="offline", help="offline | tiny-clip | MODEL[:PRETRAINED] (OpenCLIP)")
+    p.add_argument("--checkpoint", help="local OpenCLIP checkpoint file (instead of downloading PRETRAINED)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("add", parents=[common], help="add images, videos, folders or texts")
+    p.add_argument("paths", nargs="*", help="files or folders (.txt: one text per line)")
+    p.add_argument("--text", action="append", help="a text input (repeatable)")
+    p.add_argument("--concept", action="append", default=[], help="positive concept (repeatable)")
+    p.add_argument("--negative", action="append", default=[], help="negative concept (repeatable)")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("import", parents=[common], help="import a folder per concept or a CSV/JSONL table")
+    p.add_argument("source", help="folder with one subfolder per concept, or FILE.csv / FILE.jsonl")
+    p.add_argument("--text-column", help="text column (default: text/sentence/utterance/query)")
+    p.add_argument("--label-column", help="label column (default: label/category/concept/intent/class)")
+    p.add_argument("--limit-per-concept", type=_positive_int, help="take at most N examples of each concept")
+    p.set_defaults(func=cmd_import)
+
+    for name, helptext in (("predict", "classify inputs"), ("search", "find similar stored inputs")):
+        p = sub.add_parser(name, parents=[common], help=helptext)
+        p.add_argument("paths", nargs="*", help="image or video files")
+        p.add_argument("--text", action="append", help="a text query (repeatable)")
+        if name == "predict":
+            p.add_argument("--method", default="auto", choices=["auto", "knn"], help="classifier (auto picks)")
+            p.add_argument("--k", type=_positive_int, default=10, help="neighbours that vote")
+            p.add_argument("--top", type=_positive_int, default=5, help="concept scores to show")
+            p.set_defaults(func=cmd_predict)
+        else:
+            p.add_argument("--k", type=_positive_int, default=10, help="results per query")
+            p.add_argument("--concept", help="only inputs labelled with this concept")
+            p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("concepts", parents=[common], help="list, rename or delete concepts")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "rename", "delete"])
+    p.add_argument("names", nargs="*")
+    p.set_defaults(func=cmd_concepts)
+
+    p = sub.add_parser("delete", parents=[common], help="delete inputs by id")
+    p.add_argument("ids", nargs="+", type=int)
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("info", parents=[common], help="describe the store")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 failed, 2 bad usage or input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except VecclfError as exc:
+        print(f"vecclf: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, InvalidInputError) else 1
+    except BrokenPipeError:  # output piped into e.g. `head`: not an error worth a message
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("vecclf: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so briefly; VECCLF_DEBUG=1 shows the traceback
+        if os.environ.get("VECCLF_DEBUG"):
+            traceback.print_exc()
+        print(f"vecclf: internal error: {type(exc).__name__}: {exc} (set VECCLF_DEBUG=1 for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

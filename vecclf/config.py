@@ -1,0 +1,49 @@
+"""Settings: limits on inputs and the default store location (environment prefix ``VECCLF_``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_STORE = Path("index_data")
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upper bounds that protect the process from hostile or accidental huge inputs."""
+
+    max_image_bytes: int = 50 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_video_bytes: int = 1024 * 1024 * 1024
+    max_video_frames: int = 300
+    video_fps: float = 1.0
+    max_text_chars: int = 100_000
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        """Read overrides such as ``VECCLF_MAX_IMAGE_PIXELS`` and ``VECCLF_VIDEO_FPS``."""
+        d = cls()
+        return cls(
+            max_image_bytes=_env_int("VECCLF_MAX_IMAGE_BYTES", d.max_image_bytes),
+            max_image_pixels=_env_int("VECCLF_MAX_IMAGE_PIXELS", d.max_image_pixels),
+            max_video_bytes=_env_int("VECCLF_MAX_VIDEO_BYTES", d.max_video_bytes),
+            max_video_frames=_env_int("VECCLF_MAX_VIDEO_FRAMES", d.max_video_frames),
+            video_fps=_env_float("VECCLF_VIDEO_FPS", d.video_fps),
+            max_text_chars=_env_int("VECCLF_MAX_TEXT_CHARS", d.max_text_chars),
+        )
+
+
+def default_store_path() -> Path:
+    """The store directory: ``$VECCLF_STORE`` or ``./index_data``."""
+    return Path(os.environ.get("VECCLF_STORE") or DEFAULT_STORE)

@@ -1,0 +1,309 @@
+"""Turning paths, bytes, PIL images, text and video into decoded items, within limits.
+
+Nothing here embeds or stores: it only decodes and validates. Bad items become
+:class:`Failure` records (named by source) so one corrupt file never sinks a batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import Limits
+from .errors import InvalidInputError, LimitExceededError, NotFoundError
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".pbm", ".pnm"}
+)
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg"})
+TEXT_SUFFIXES = frozenset({".txt"})
+TABLE_SUFFIXES = frozenset({".csv", ".jsonl", ".ndjson"})
+
+MediaLike = str | Path | bytes | Image.Image
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """A decoded RGB image and the hash of its source bytes."""
+
+    source: str
+    image: Image.Image
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class TextItem:
+    """A non-empty text."""
+
+    source: str
+    text: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """Frames sampled from a video, with their timestamps (seconds) and frame hashes."""
+
+    source: str
+    content_hash: str
+    frames: list[Image.Image] = field(repr=False)
+    timestamps: list[float]
+    frame_hashes: list[str]
+
+
+Item = ImageItem | TextItem | VideoItem
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that could not be used, and why."""
+
+    source: str
+    reason: str
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Normalise any PIL mode (CMYK, 16-bit, float, palette, alpha) to 8-bit RGB."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def decode_image(data: bytes, *, source: str, limits: Limits) -> ImageItem:
+    """Decode image bytes into an :class:`ImageItem`, enforcing byte and pixel limits.
+
+    Animated images contribute their first frame; EXIF orientation is applied.
+    """
+    if len(data) == 0:
+        raise InvalidInputError(f"{source}: empty file (0 bytes)")
+    if len(data) > limits.max_image_bytes:
+        raise LimitExceededError(
+            f"{source}: {len(data)} bytes exceeds the image limit of {limits.max_image_bytes} bytes"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width * height > limits.max_image_pixels:
+                raise LimitExceededError(
+                    f"{source}: {width}x{height} pixels exceeds the limit of {limits.max_image_pixels} pixels"
+                )
+            img.seek(0)
+            img.load()
+            rgb = _to_rgb(ImageOps.exif_transpose(img) or img)
+    except LimitExceededError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise LimitExceededError(f"{source}: image too large ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidInputError(f"{source}: not a recognised image file") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidInputError(f"{source}: corrupt or truncated image ({exc})") from exc
+    return ImageItem(source=source, image=rgb, content_hash=_sha256(data))
+
+
+def image_from_pil(img: Image.Image, *, source: str, limits: Limits) -> ImageItem:
+    """Wrap an in-memory PIL image; its hash covers the decoded pixels."""
+    if img.width * img.height > limits.max_image_pixels:
+        raise LimitExceededError(f"{source}: {img.width}x{img.height} pixels exceeds the limit")
+    rgb = _to_rgb(img)
+    return ImageItem(source=source, image=rgb, content_hash=_sha256(rgb.tobytes() + repr(rgb.size).encode()))
+
+
+def make_text(text: str, *, source: str = "<text>", limits: Limits | None = None) -> TextItem:
+    """Validate a text input: non-empty after stripping, no NUL, within the length limit."""
+    limits = limits or Limits()
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{source}: text must be a string, got {type(text).__name__}")
+    cleaned = text.strip()
+    if not cleaned:
+        raise InvalidInputError(f"{source}: empty text")
+    if "\x00" in cleaned:
+        raise InvalidInputError(f"{source}: text contains a NUL character")
+    if len(cleaned) > limits.max_text_chars:
+        raise LimitExceededError(f"{source}: text of {len(cleaned)} characters exceeds {limits.max_text_chars}")
+    return TextItem(source=source, text=cleaned, content_hash=_sha256(cleaned.encode("utf-8")))
+
+
+def decode_video(path: Path, *, limits: Limits, fps: float | None = None) -> VideoItem:
+    """Sample frames from a video file at ``fps`` frames per second (first frame always kept)."""
+    import av  # deferred: PyAV pulls in FFmpeg, needed only for video
+
+    source = str(path)
+    rate = fps if fps is not None else limits.video_fps
+    if rate <= 0:
+        raise InvalidInputError(f"video frame rate must be positive, got {rate}")
+    size = path.stat().st_size
+    if size == 0:
+        raise InvalidInputError(f"{source}: empty file (0 bytes)")
+    if size > limits.max_video_bytes:
+        raise LimitExceededError(f"{source}: {size} bytes exceeds the video limit of {limits.max_video_bytes}")
+    hasher = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            hasher.update(chunk)
+    frames: list[Image.Image] = []
+    stamps: list[float] = []
+    next_t = 0.0
+    try:
+        with av.open(source) as container:
+            if not container.streams.video:
+                raise InvalidInputError(f"{source}: no video stream")
+            stream = container.streams.video[0]
+            if stream.width * stream.height > limits.max_image_pixels:
+                raise LimitExceededError(f"{source}: frame size {stream.width}x{stream.height} exceeds the pixel limit")
+            for index, frame in enumerate(container.decode(stream)):
+                t = float(frame.time) if frame.time is not None else index / float(stream.average_rate or 25)
+                if t + 1e-6 < next_t:
+                    continue
+                frames.append(frame.to_image().convert("RGB"))
+                stamps.append(round(t, 3))
+                next_t = t + 1.0 / rate
+                if len(frames) >= limits.max_video_frames:
+                    break
+    except (InvalidInputError, LimitExceededError):
+        raise
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise InvalidInputError(f"{source}: cannot decode video ({exc})") from exc
+    if not frames:
+        raise InvalidInputError(f"{source}: video has no decodable frames")
+    frame_hashes = [_sha256(hasher.hexdigest().encode() + f":{t}".encode()) for t in stamps]
+    return VideoItem(
+        source=source, content_hash=hasher.hexdigest(), frames=frames, timestamps=stamps, frame_hashes=frame_hashes
+    )
+
+
+def _check_path(path: Path) -> Path:
+    if "\x00" in str(path):
+        raise InvalidInputError("path contains a NUL character")
+    if not path.exists():
+        raise NotFoundError(f"{path}: no such file or directory")
+    return path
+
+
+def load_media(obj: MediaLike, *, limits: Limits, source: str | None = None) -> ImageItem | VideoItem:
+    """Decode one image or video given as a path, raw bytes or a PIL image."""
+    if isinstance(obj, Image.Image):
+        return image_from_pil(obj, source=source or "<image>", limits=limits)
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return decode_image(bytes(obj), source=source or "<bytes>", limits=limits)
+    path = _check_path(Path(obj))
+    if path.is_dir():
+        raise InvalidInputError(f"{path}: is a directory (use add/import on folders)")
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return decode_video(path, limits=limits)
+    size = path.stat().st_size
+    if size > limits.max_image_bytes:
+        raise LimitExceededError(f"{path}: {size} bytes exceeds the image limit of {limits.max_image_bytes} bytes")
+    return decode_image(path.read_bytes(), source=source or str(path), limits=limits)
+
+
+def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path | Failure]:
+    """Expand folders (recursively, sorted) into their image/video/text files; keep files as given."""
+    media = IMAGE_SUFFIXES | VIDEO_SUFFIXES | TEXT_SUFFIXES
+    for raw in paths:
+        try:
+            path = _check_path(Path(raw))
+        except (InvalidInputError, NotFoundError) as exc:
+            yield Failure(str(raw), str(exc))
+            continue
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.suffix.lower() in media and not child.name.startswith("."):
+                    yield child
+        else:
+            yield path
+
+
+def concept_folders(root: Path) -> list[tuple[str, list[Path]]]:
+    """List ``(concept, files)`` for a folder holding one subfolder per concept."""
+    root = _check_path(root)
+    if not root.is_dir():
+        raise InvalidInputError(f"{root}: not a directory")
+    media = IMAGE_SUFFIXES | VIDEO_SUFFIXES | TEXT_SUFFIXES
+    out: list[tuple[str, list[Path]]] = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(f for f in sub.rglob("*") if f.is_file() and f.suffix.lower() in media)
+        if files:
+            out.append((sub.name, files))
+    if not out:
+        raise InvalidInputError(f"{root}: no concept subfolders with images, videos or .txt files")
+    return out
+
+
+def read_text_lines(path: Path) -> list[str]:
+    """One text per non-empty line of a ``.txt`` file."""
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def read_text_table(
+    path: Path, *, text_column: str | None = None, label_column: str | None = None
+) -> list[tuple[str, str | None]]:
+    """Read ``(text, label)`` rows from CSV or JSONL.
+
+    Columns default to the first of ``text``/``sentence``/``utterance`` and of
+    ``label``/``category``/``concept``/``intent``; a missing label column gives ``None`` labels.
+    """
+    path = _check_path(path)
+    suffix = path.suffix.lower()
+    rows: list[dict[str, object]]
+    try:
+        if suffix == ".csv":
+            with path.open(newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+        elif suffix in (".jsonl", ".ndjson"):
+            rows = []
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                if not line.strip():
+                    continue
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise InvalidInputError(f"{path}:{n}: expected a JSON object per line")
+                rows.append(obj)
+        else:
+            raise InvalidInputError(f"{path}: unsupported table type {suffix!r} (use .csv or .jsonl)")
+    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
+        raise InvalidInputError(f"{path}: cannot parse ({exc})") from exc
+    if not rows:
+        raise InvalidInputError(f"{path}: no rows")
+    columns = list(rows[0].keys())
+    text_col = text_column or _pick(columns, ("text", "sentence", "utterance", "query"))
+    label_col = label_column or _pick(columns, ("label", "category", "concept", "intent", "class"))
+    if text_col is None or text_col not in columns:
+        raise InvalidInputError(f"{path}: text column {text_column or 'text'!r} not found; columns are {columns}")
+    if label_column is not None and label_column not in columns:
+        raise InvalidInputError(f"{path}: label column {label_column!r} not found; columns are {columns}")
+    out: list[tuple[str, str | None]] = []
+    for row in rows:
+        label = row.get(label_col) if label_col else None
+        out.append((str(row.get(text_col) or ""), str(label) if label not in (None, "") else None))
+    return out
+
+
+def _pick(columns: Sequence[str], names: Sequence[str]) -> str | None:
+    lowered = {c.lower(): c for c in columns}
+    for name in names:
+        if name in lowered:
+            return lowered[name]
+    return None

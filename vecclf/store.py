@@ -1,0 +1,810 @@
+"""The store: a DuckDB catalogue (the truth, vectors included) and FAISS indexes derived from it.
+
+One FAISS ``IndexIDMap2(IndexFlatIP)`` per embedding space, keyed by the input ids.
+Every write commits to DuckDB first and bumps the space's generation; the index file is
+saved (temp file, fsync, ``os.replace``) on :meth:`Store.flush`/``close`` together with
+its generation and checksum, so a stale, torn or missing file is rebuilt from DuckDB on
+the next open instead of answering wrongly.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import threading
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import faiss
+import numpy as np
+import pyarrow as pa
+
+from . import _sql
+from .errors import (
+    ConflictError,
+    InvalidInputError,
+    ModelMismatchError,
+    NotFoundError,
+    ReadOnlyError,
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    StoreNotFoundError,
+    UnknownConceptError,
+)
+
+DB_FILE = "store.duckdb"
+LOCK_FILE = "store.lock"
+RESERVED_CONCEPTS = frozenset({"unknown"})
+MAX_CONCEPT_CHARS = 200
+
+
+@dataclass(frozen=True)
+class NewInput:
+    """One row to add. ``parent`` is the index, within the same batch, of a frame's video."""
+
+    kind: str
+    space: str
+    content_hash: str
+    vector: np.ndarray
+    source: str | None = None
+    text: str | None = None
+    parent: int | None = None
+    frame_index: int | None = None
+    timestamp_s: float | None = None
+    metadata: dict[str, Any] | None = None
+    concepts: tuple[str, ...] = ()
+    negatives: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """A stored input as read back from the catalogue."""
+
+    id: int
+    kind: str
+    space: str
+    source: str | None
+    text: str | None
+    parent_id: int | None
+    frame_index: int | None
+    timestamp_s: float | None
+    concepts: list[str] = field(default_factory=list)
+    negatives: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class ConceptInfo:
+    """A concept and how many inputs are labelled with it."""
+
+    name: str
+    positives: int
+    negatives: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"name": self.name, "positives": self.positives, "negatives": self.negatives}
+
+
+@dataclass(frozen=True)
+class LabelView:
+    """Labels of one space as arrays, for vectorised k-NN voting.
+
+    ``ids``/``roots`` are aligned and sorted by id (a frame's root is its video);
+    ``matrix[r, c]`` is +1/-1/0 for labelled root ``label_roots[r]`` and ``classes[c]``.
+    """
+
+    generation: int
+    ids: np.ndarray
+    roots: np.ndarray
+    classes: list[str]
+    label_roots: np.ndarray
+    matrix: np.ndarray
+
+    @property
+    def has_frames(self) -> bool:
+        """True when several ids share a root, so neighbours must be de-duplicated."""
+        return bool(len(self.ids) and not np.array_equal(self.ids, self.roots))
+
+    def rows_for(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map neighbour ids (``-1`` = padding) to ``(root ids, label rows)``; ``-1`` where unknown/unlabelled."""
+        flat = np.asarray(ids, dtype=np.int64).ravel()
+        roots = np.full(flat.shape, -1, dtype=np.int64)
+        if len(self.ids):
+            pos = np.clip(np.searchsorted(self.ids, flat), 0, len(self.ids) - 1)
+            found = (flat >= 0) & (self.ids[pos] == flat)
+            roots[found] = self.roots[pos[found]]
+        rows = np.full(flat.shape, -1, dtype=np.int64)
+        if len(self.label_roots):
+            lpos = np.clip(np.searchsorted(self.label_roots, roots), 0, len(self.label_roots) - 1)
+            ok = (roots >= 0) & (self.label_roots[lpos] == roots)
+            rows[ok] = lpos[ok]
+        return roots.reshape(np.shape(ids)), rows.reshape(np.shape(ids))
+
+
+def check_concept_name(name: str) -> str:
+    """Validate and normalise (NFC, stripped) a concept name."""
+    if not isinstance(name, str):
+        raise InvalidInputError(f"concept name must be a string, got {type(name).__name__}")
+    clean = unicodedata.normalize("NFC", name).strip()
+    if not clean:
+        raise InvalidInputError("concept name is empty")
+    if len(clean) > MAX_CONCEPT_CHARS:
+        raise InvalidInputError(f"concept name longer than {MAX_CONCEPT_CHARS} characters")
+    if any(unicodedata.category(ch) == "Cc" for ch in clean):
+        raise InvalidInputError(f"concept name {clean!r} contains control characters")
+    if clean.lower() in RESERVED_CONCEPTS:
+        raise InvalidInputError(f"concept name {clean!r} is reserved (predictions use it for open-set answers)")
+    return clean
+
+
+def _identity_key(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _vector_table(ids: np.ndarray, vectors: np.ndarray) -> pa.Table:
+    dim = vectors.shape[1]
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+    return pa.table({"id": pa.array(ids, pa.int64()), "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
+
+
+class Store:
+    """A vecclf store directory. Open with :meth:`create` or :meth:`open`; use as a context manager."""
+
+    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, *, read_only: bool, lock_fd: int | None) -> None:
+        self.path = path
+        self.read_only = read_only
+        self._con = con
+        self._lock_fd = lock_fd
+        self._mutex = threading.RLock()
+        self._indexes: dict[str, faiss.Index] = {}
+        self._dirty: set[str] = set()
+        self._views: dict[str, LabelView] = {}
+        meta = dict(self._con.execute("SELECT key, value FROM meta").fetchall())
+        self.spec: dict[str, Any] = json.loads(meta["embedder_spec"])
+        self.identity: dict[str, Any] = json.loads(meta["embedder_identity"])
+        self.spaces: dict[str, int] = json.loads(meta["spaces"])
+        self.schema_version = int(meta["schema_version"])
+        self._model_key = _identity_key(self.identity)
+
+    # ----------------------------------------------------------------- open/close
+    @staticmethod
+    def _lock(path: Path) -> int:
+        lock_path = path / LOCK_FILE
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = lock_path.read_text(errors="replace").strip() or "unknown process"
+            os.close(fd)
+            raise StoreLockedError(
+                f"store {path} is open for writing by another process ({holder}); stop it or open this store read-only"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}".encode())
+        return fd
+
+    @staticmethod
+    def _unlock(fd: int | None) -> None:
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    @classmethod
+    def create(
+        cls, path: str | Path, *, spec: dict[str, Any], identity: dict[str, Any], spaces: dict[str, int]
+    ) -> Store:
+        """Create a new store at ``path`` (an empty or missing directory) for one embedder."""
+        root = Path(path)
+        if (root / DB_FILE).exists():
+            raise ConflictError(f"a store already exists at {root}")
+        root.mkdir(parents=True, exist_ok=True)
+        fd = cls._lock(root)
+        try:
+            con = duckdb.connect(str(root / DB_FILE))
+            con.execute("BEGIN")
+            for stmt in _sql.BASE_DDL:
+                con.execute(stmt)
+            for space, dim in spaces.items():
+                for stmt in _sql.space_ddl(space, dim):
+                    con.execute(stmt)
+            meta = {
+                "schema_version": str(_sql.SCHEMA_VERSION),
+                "embedder_spec": json.dumps(spec, sort_keys=True),
+                "embedder_identity": json.dumps(identity, sort_keys=True),
+                "spaces": json.dumps(spaces, sort_keys=True),
+                **{f"gen:{s}": "0" for s in spaces},
+            }
+            con.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
+            con.execute("COMMIT")
+        except BaseException:
+            cls._unlock(fd)
+            raise
+        return cls(root, con, read_only=False, lock_fd=fd)
+
+    @classmethod
+    def open(cls, path: str | Path, *, read_only: bool = False) -> Store:
+        """Open an existing store; read-write opens take the single-writer lock."""
+        root = Path(path)
+        db = root / DB_FILE
+        if not db.is_file():
+            raise StoreNotFoundError(f"no vecclf store at {root} (create one with `vecclf init`)")
+        fd = None if read_only else cls._lock(root)
+        try:
+            try:
+                con = duckdb.connect(str(db), read_only=read_only)
+            except duckdb.Error as exc:
+                if "lock" in str(exc).lower():
+                    holder = (
+                        (root / LOCK_FILE).read_text(errors="replace").strip() if (root / LOCK_FILE).exists() else ""
+                    )
+                    raise StoreLockedError(f"store {root} is locked by another process ({holder or exc})") from exc
+                raise StoreCorruptError(f"cannot open store database {db}: {exc}") from exc
+            try:
+                store = cls(root, con, read_only=read_only, lock_fd=fd)
+            except (duckdb.Error, KeyError, json.JSONDecodeError) as exc:
+                con.close()
+                raise StoreCorruptError(f"{db} is not a readable vecclf store: {exc}") from exc
+        except BaseException:
+            cls._unlock(fd)
+            raise
+        if store.schema_version > _sql.SCHEMA_VERSION:
+            store.close()
+            raise StoreError(
+                f"{db} has schema version {store.schema_version}; this vecclf reads up to {_sql.SCHEMA_VERSION}"
+            )
+        return store
+
+    def flush(self) -> None:
+        """Save every changed FAISS index atomically and record its generation and checksum."""
+        with self._mutex:
+            if self.read_only:
+                return
+            for space in sorted(self._dirty):
+                index = self._indexes[space]
+                final = self._index_path(space)
+                tmp = final.with_suffix(".tmp")
+                faiss.write_index(index, str(tmp))
+                with tmp.open("rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, final)
+                _fsync_dir(self.path)
+                record = {"generation": self._generation(space), "sha256": _file_sha256(final), "ntotal": index.ntotal}
+                self._set_meta(f"faiss:{space}", json.dumps(record))
+            self._dirty.clear()
+
+    def close(self) -> None:
+        """Flush and release the database and the writer lock. Safe to call twice."""
+        with self._mutex:
+            if self._con is None:
+                return
+            try:
+                self.flush()
+            finally:
+                self._con.close()
+                self._con = None  # type: ignore[assignment]
+                self._unlock(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- helpers
+    def _db(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise StoreError("store is closed")
+        return self._con
+
+    def _writable(self) -> duckdb.DuckDBPyConnection:
+        if self.read_only:
+            raise ReadOnlyError(f"store {self.path} is open read-only")
+        return self._db()
+
+    def _index_path(self, space: str) -> Path:
+        return self.path / f"faiss-{space}.index"
+
+    def _row(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """First row of a query or None (fetching everything: DuckDB 2 rejects half-read results)."""
+        rows = self._db().execute(sql, list(params)).fetchall()
+        return rows[0] if rows else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db().execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [key, value]
+        )
+
+    def _generation(self, space: str) -> int:
+        row = self._row("SELECT value FROM meta WHERE key = ?", [f"gen:{space}"])
+        return int(row[0]) if row else 0
+
+    def _bump(self, spaces: Iterable[str]) -> None:
+        for space in set(spaces):
+            self._db().execute(
+                "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) WHERE key = ?", [f"gen:{space}"]
+            )
+
+    def _check_space(self, space: str) -> int:
+        if space not in self.spaces:
+            raise InvalidInputError(f"space {space!r} not in this store (has {sorted(self.spaces)})")
+        return self.spaces[space]
+
+    def _read_vectors(self, space: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        table = _sql.space_table(space)
+        dim = self.spaces[space]
+        if ids is None:
+            res = self._db().sql(f"SELECT id, vector FROM {table} ORDER BY id").to_arrow_table()
+        else:
+            wanted = pa.table({"id": pa.array(list(ids), pa.int64())})
+            self._db().register("wanted_ids", wanted)
+            try:
+                res = (
+                    self._db()
+                    .sql(f"SELECT t.id, t.vector FROM {table} t JOIN wanted_ids w USING (id) ORDER BY t.id")
+                    .to_arrow_table()
+                )
+            finally:
+                self._db().unregister("wanted_ids")
+        out_ids = res.column("id").to_numpy().astype(np.int64)
+        col = res.column("vector").combine_chunks()
+        values = np.asarray(col.values, dtype=np.float32) if len(col) else np.zeros(0, np.float32)
+        return out_ids, values.reshape(-1, dim)
+
+    def _index(self, space: str) -> faiss.Index:
+        """The space's FAISS index: loaded if its file matches DuckDB, else rebuilt from DuckDB."""
+        index = self._indexes.get(space)
+        if index is not None:
+            return index
+        dim = self._check_space(space)
+        count = self._row(f"SELECT count(*) FROM {_sql.space_table(space)}")[0]
+        path = self._index_path(space)
+        row = self._row("SELECT value FROM meta WHERE key = ?", [f"faiss:{space}"])
+        if row and path.is_file():
+            record = json.loads(row[0])
+            if record.get("generation") == self._generation(space) and record.get("ntotal") == count:
+                try:
+                    if _file_sha256(path) == record.get("sha256"):
+                        loaded = faiss.read_index(str(path))
+                        if loaded.ntotal == count and loaded.d == dim:
+                            self._indexes[space] = loaded
+                            return loaded
+                except (RuntimeError, OSError):
+                    pass  # torn or unreadable: fall through to a rebuild
+        ids, vectors = self._read_vectors(space)
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        if len(ids):
+            index.add_with_ids(vectors, ids)
+        self._indexes[space] = index
+        self._dirty.add(space)
+        return index
+
+    # ----------------------------------------------------------------- writes
+    def _concept_ids(self, names: Iterable[str], *, create: bool) -> dict[str, int]:
+        wanted = sorted(set(names))
+        found: dict[str, int] = {}
+        for name in wanted:
+            row = self._row("SELECT id FROM concepts WHERE name = ?", [name])
+            if row is None:
+                if not create:
+                    raise UnknownConceptError(f"unknown concept {name!r}")
+                row = self._row(
+                    "INSERT INTO concepts (id, name) VALUES (nextval('concept_ids'), ?) RETURNING id", [name]
+                )
+            found[name] = int(row[0])
+        return found
+
+    def add(self, items: Sequence[NewInput]) -> list[int]:
+        """Add inputs with their vectors and labels in one transaction; returns their new ids."""
+        if not items:
+            return []
+        with self._mutex:
+            con = self._writable()
+            model = self._model_key
+            for it in items:
+                dim = self._check_space(it.space)
+                vec = np.asarray(it.vector)
+                if vec.shape != (dim,):
+                    raise ModelMismatchError(
+                        f"vector of shape {vec.shape} does not fit space {it.space!r} of dim {dim}"
+                    )
+                if not np.all(np.isfinite(vec)):
+                    raise InvalidInputError("vector contains NaN or Inf")
+                if it.parent is not None and not (0 <= it.parent < len(items)):
+                    raise InvalidInputError("frame parent index out of range")
+                overlap = set(it.concepts) & set(it.negatives)
+                if overlap:
+                    raise InvalidInputError(f"concept(s) {sorted(overlap)} given as both positive and negative")
+            for space in {it.space for it in items}:
+                self._index(space)  # load before writing so the in-memory index stays in step
+            names = {check_concept_name(n) for it in items for n in (*it.concepts, *it.negatives)}
+            con.execute("BEGIN")
+            try:
+                concept_ids = self._concept_ids(names, create=True)
+                ids = [
+                    int(r[0]) for r in con.execute("SELECT nextval('input_ids') FROM range(?)", [len(items)]).fetchall()
+                ]
+                rows = pa.table(
+                    {
+                        "id": pa.array(ids, pa.int64()),
+                        "kind": [it.kind for it in items],
+                        "space": [it.space for it in items],
+                        "source": [it.source for it in items],
+                        "content_hash": [it.content_hash for it in items],
+                        "parent_id": pa.array(
+                            [ids[it.parent] if it.parent is not None else None for it in items], pa.int64()
+                        ),
+                        "frame_index": pa.array([it.frame_index for it in items], pa.int32()),
+                        "timestamp_s": pa.array([it.timestamp_s for it in items], pa.float64()),
+                        "text": [it.text for it in items],
+                        "metadata": [json.dumps(it.metadata) if it.metadata else None for it in items],
+                    }
+                )
+                con.register("new_inputs", rows)
+                con.execute(
+                    "INSERT INTO inputs (id, kind, space, source, content_hash, parent_id, frame_index, timestamp_s, text, metadata) "
+                    "SELECT * FROM new_inputs"
+                )
+                con.unregister("new_inputs")
+                labels = [
+                    (ids[i], concept_ids[check_concept_name(n)], positive)
+                    for i, it in enumerate(items)
+                    for names_, positive in ((it.concepts, True), (it.negatives, False))
+                    for n in names_
+                ]
+                if labels:
+                    con.executemany("INSERT INTO labels VALUES (?, ?, ?)", labels)
+                by_space: dict[str, list[int]] = {}
+                for i, it in enumerate(items):
+                    by_space.setdefault(it.space, []).append(i)
+                staged: list[tuple[str, np.ndarray, np.ndarray]] = []
+                for space, idx in by_space.items():
+                    vecs = np.stack([np.asarray(items[i].vector, dtype=np.float32) for i in idx])
+                    space_ids = np.array([ids[i] for i in idx], dtype=np.int64)
+                    con.register("new_vectors", _vector_table(space_ids, vecs))
+                    con.execute(f"INSERT INTO {_sql.space_table(space)} SELECT id, vector FROM new_vectors")
+                    con.unregister("new_vectors")
+                    cache = pa.table(
+                        {
+                            "model": [model] * len(idx),
+                            "content_hash": [items[i].content_hash for i in idx],
+                            "vector": _vector_table(space_ids, vecs).column("vector"),
+                        }
+                    )
+                    con.register("new_cache", cache)
+                    con.execute(
+                        f"INSERT INTO {_sql.space_table(space, 'cache')} SELECT DISTINCT ON (model, content_hash) * "
+                        "FROM new_cache ON CONFLICT DO NOTHING"
+                    )
+                    con.unregister("new_cache")
+                    staged.append((space, space_ids, vecs))
+                self._bump(by_space)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            for space, space_ids, vecs in staged:
+                self._indexes[space].add_with_ids(vecs, space_ids)
+                self._dirty.add(space)
+                self._views.pop(space, None)
+            return ids
+
+    def cached_vectors(self, space: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors already computed by this store's embedder for these content hashes."""
+        if not hashes:
+            return {}
+        with self._mutex:
+            self._check_space(space)
+            table = pa.table({"content_hash": list(set(hashes))})
+            con = self._db()
+            con.register("wanted_hashes", table)
+            try:
+                res = con.sql(
+                    f"SELECT c.content_hash, c.vector FROM {_sql.space_table(space, 'cache')} c "
+                    "JOIN wanted_hashes w USING (content_hash) WHERE c.model = ?",
+                    params=[self._model_key],
+                ).to_arrow_table()
+            finally:
+                con.unregister("wanted_hashes")
+            if res.num_rows == 0:
+                return {}
+            vecs = np.asarray(res.column("vector").combine_chunks().values, dtype=np.float32).reshape(res.num_rows, -1)
+            return dict(zip(res.column("content_hash").to_pylist(), vecs))
+
+    def delete(self, ids: Sequence[int]) -> list[int]:
+        """Delete inputs (a video takes its frames with it). All ids must exist; returns every id removed."""
+        wanted = sorted({int(i) for i in ids})
+        if not wanted:
+            return []
+        with self._mutex:
+            con = self._writable()
+            table = pa.table({"id": pa.array(wanted, pa.int64())})
+            con.register("del_ids", table)
+            try:
+                present = {int(r[0]) for r in con.execute("SELECT id FROM inputs JOIN del_ids USING (id)").fetchall()}
+                missing = [i for i in wanted if i not in present]
+                if missing:
+                    raise NotFoundError(f"no input with id {', '.join(map(str, missing))}")
+                rows = con.execute(
+                    "SELECT id, space FROM inputs WHERE id IN (SELECT id FROM del_ids) "
+                    "OR parent_id IN (SELECT id FROM del_ids) ORDER BY id"
+                ).fetchall()
+            finally:
+                con.unregister("del_ids")
+            by_space: dict[str, list[int]] = {}
+            for i, space in rows:
+                by_space.setdefault(space, []).append(int(i))
+            for space in by_space:
+                self._index(space)
+            all_ids = [int(i) for i, _ in rows]
+            con.execute("BEGIN")
+            try:
+                con.register("del_all", pa.table({"id": pa.array(all_ids, pa.int64())}))
+                con.execute("DELETE FROM labels WHERE input_id IN (SELECT id FROM del_all)")
+                for space in by_space:
+                    con.execute(f"DELETE FROM {_sql.space_table(space)} WHERE id IN (SELECT id FROM del_all)")
+                con.execute("DELETE FROM inputs WHERE id IN (SELECT id FROM del_all)")
+                con.unregister("del_all")
+                self._bump(by_space)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            for space, space_ids in by_space.items():
+                self._indexes[space].remove_ids(np.array(space_ids, dtype=np.int64))  # type: ignore[arg-type]
+                self._dirty.add(space)
+                self._views.pop(space, None)
+            return all_ids
+
+    def label(self, ids: Sequence[int], concept: str, *, positive: bool = True) -> None:
+        """Label existing inputs with a concept (created if new), replacing any earlier label for it."""
+        name = check_concept_name(concept)
+        with self._mutex:
+            con = self._writable()
+            spaces = self._spaces_of(ids)
+            con.execute("BEGIN")
+            try:
+                cid = self._concept_ids([name], create=True)[name]
+                con.executemany(
+                    "INSERT INTO labels VALUES (?, ?, ?) ON CONFLICT (input_id, concept_id) DO UPDATE SET positive = excluded.positive",
+                    [(int(i), cid, positive) for i in ids],
+                )
+                self._bump(spaces)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            self._views.clear()
+
+    def _spaces_of(self, ids: Sequence[int]) -> set[str]:
+        out: set[str] = set()
+        for i in ids:
+            row = self._row("SELECT space FROM inputs WHERE id = ?", [int(i)])
+            if row is None:
+                raise NotFoundError(f"no input with id {int(i)}")
+            out.add(row[0])
+        return out
+
+    def rename_concept(self, old: str, new: str) -> None:
+        """Rename a concept; fails if ``new`` already exists."""
+        old_n, new_n = check_concept_name(old), check_concept_name(new)
+        with self._mutex:
+            con = self._writable()
+            cid = self._concept_ids([old_n], create=False)[old_n]
+            if old_n == new_n:
+                return
+            if self._row("SELECT 1 FROM concepts WHERE name = ?", [new_n]):
+                raise ConflictError(f"concept {new_n!r} already exists")
+            con.execute("BEGIN")
+            try:
+                con.execute("UPDATE concepts SET name = ? WHERE id = ?", [new_n, cid])
+                self._bump(self.spaces)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            self._views.clear()
+
+    def delete_concept(self, name: str) -> int:
+        """Remove a concept and its labels (inputs stay); returns how many labels went."""
+        clean = check_concept_name(name)
+        with self._mutex:
+            con = self._writable()
+            cid = self._concept_ids([clean], create=False)[clean]
+            con.execute("BEGIN")
+            try:
+                n = self._row("SELECT count(*) FROM labels WHERE concept_id = ?", [cid])[0]
+                con.execute("DELETE FROM labels WHERE concept_id = ?", [cid])
+                con.execute("DELETE FROM concepts WHERE id = ?", [cid])
+                self._bump(self.spaces)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            self._views.clear()
+            return int(n)
+
+    # ----------------------------------------------------------------- reads
+    def concepts(self) -> list[ConceptInfo]:
+        """All concepts with their positive and negative label counts, by name."""
+        with self._mutex:
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT c.name, count(*) FILTER (WHERE l.positive), count(*) FILTER (WHERE NOT l.positive) "
+                    "FROM concepts c LEFT JOIN labels l ON l.concept_id = c.id GROUP BY c.name ORDER BY c.name"
+                )
+                .fetchall()
+            )
+        return [ConceptInfo(name, int(p), int(n)) for name, p, n in rows]
+
+    def has_concept(self, name: str) -> bool:
+        """True when a concept of this name exists."""
+        with self._mutex:
+            return self._row("SELECT 1 FROM concepts WHERE name = ?", [name]) is not None
+
+    def get(self, ids: Sequence[int]) -> list[InputRecord]:
+        """Stored inputs by id, in the order asked; unknown ids raise :class:`NotFoundError`."""
+        if not ids:
+            return []
+        with self._mutex:
+            con = self._db()
+            con.register("get_ids", pa.table({"id": pa.array([int(i) for i in ids], pa.int64())}))
+            try:
+                rows = con.execute(
+                    "SELECT i.id, i.kind, i.space, i.source, i.text, i.parent_id, i.frame_index, i.timestamp_s, "
+                    "list(c.name ORDER BY c.name) FILTER (WHERE l.positive), "
+                    "list(c.name ORDER BY c.name) FILTER (WHERE NOT l.positive) "
+                    "FROM inputs i JOIN get_ids g USING (id) "
+                    "LEFT JOIN labels l ON l.input_id = coalesce(i.parent_id, i.id) "
+                    "LEFT JOIN concepts c ON c.id = l.concept_id GROUP BY ALL"
+                ).fetchall()
+            finally:
+                con.unregister("get_ids")
+        by_id = {
+            int(r[0]): InputRecord(
+                int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], list(r[8] or []), list(r[9] or [])
+            )
+            for r in rows
+        }
+        missing = [int(i) for i in ids if int(i) not in by_id]
+        if missing:
+            raise NotFoundError(f"no input with id {', '.join(map(str, missing))}")
+        return [by_id[int(i)] for i in ids]
+
+    def vectors(self, space: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` of a space, sorted by id (all of them, or those asked for that exist)."""
+        with self._mutex:
+            self._check_space(space)
+            return self._read_vectors(space, ids)
+
+    def count(self, space: str | None = None) -> int:
+        """Number of stored vectors (in one space, or all)."""
+        with self._mutex:
+            spaces = [space] if space else list(self.spaces)
+            return sum(int(self._index(s).ntotal) for s in spaces)
+
+    def concept_member_ids(self, space: str, concept: str) -> np.ndarray:
+        """Ids in ``space`` positively labelled with ``concept`` (frames through their video)."""
+        name = check_concept_name(concept)
+        with self._mutex:
+            self._concept_ids([name], create=False)
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT i.id FROM inputs i JOIN labels l ON l.input_id = coalesce(i.parent_id, i.id) "
+                    "JOIN concepts c ON c.id = l.concept_id WHERE c.name = ? AND l.positive AND i.space = ? ORDER BY i.id",
+                    [name, space],
+                )
+                .fetchall()
+            )
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def search(
+        self, space: str, queries: np.ndarray, k: int, *, restrict_to: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` inner-product neighbours; ``restrict_to`` filters ids *before* ranking.
+
+        Returns ``(similarities, ids)`` with FAISS's ``-1`` padding kept (callers strip it).
+        """
+        dim = self._check_space(space)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != dim:
+            raise InvalidInputError(f"query vectors must have shape (n, {dim}), got {q.shape}")
+        if k <= 0:
+            raise InvalidInputError(f"k must be positive, got {k}")
+        with self._mutex:
+            index = self._index(space)
+            k_eff = max(1, min(k, index.ntotal))
+            if index.ntotal == 0:
+                return np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
+            if restrict_to is not None:
+                params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(restrict_to, dtype=np.int64)))  # type: ignore[call-arg]
+                sims, ids = index.search(q, k_eff, params=params)
+            else:
+                sims, ids = index.search(q, k_eff)
+        return sims, ids
+
+    def label_view(self, space: str) -> LabelView:
+        """Current labels of ``space`` as arrays (cached until the next write)."""
+        with self._mutex:
+            self._check_space(space)
+            gen = self._generation(space)
+            view = self._views.get(space)
+            if view is not None and view.generation == gen:
+                return view
+            con = self._db()
+            idr = con.execute(
+                "SELECT id, coalesce(parent_id, id) AS root FROM inputs WHERE space = ? ORDER BY id", [space]
+            ).fetchnumpy()
+            lab = con.execute(
+                "SELECT l.input_id, c.name, l.positive FROM labels l JOIN concepts c ON c.id = l.concept_id "
+                "JOIN inputs i ON i.id = l.input_id WHERE i.space = ? ORDER BY l.input_id",
+                [space],
+            ).fetchall()
+            classes = sorted({name for _, name, pos in lab if pos})
+            col = {name: j for j, name in enumerate(classes)}
+            label_roots = np.array(sorted({int(i) for i, _, _ in lab}), dtype=np.int64)
+            matrix = np.zeros((len(label_roots), len(classes)), dtype=np.int8)
+            row_of = {int(r): j for j, r in enumerate(label_roots)}
+            for i, name, pos in lab:
+                if name in col:
+                    matrix[row_of[int(i)], col[name]] = 1 if pos else -1
+            keep = np.abs(matrix).sum(axis=1) > 0
+            view = LabelView(
+                generation=gen,
+                ids=np.asarray(idr["id"], dtype=np.int64),
+                roots=np.asarray(idr["root"], dtype=np.int64),
+                classes=classes,
+                label_roots=label_roots[keep],
+                matrix=matrix[keep],
+            )
+            self._views[space] = view
+            return view
+
+    def info(self) -> dict[str, Any]:
+        """A summary: path, embedder, schema version, counts per space and kind, concepts."""
+        with self._mutex:
+            con = self._db()
+            kinds = dict(con.execute("SELECT kind, count(*) FROM inputs GROUP BY kind ORDER BY kind").fetchall())
+            n_concepts = self._row("SELECT count(*) FROM concepts")[0]
+            spaces = {}
+            for space, dim in self.spaces.items():
+                n = self._row(f"SELECT count(*) FROM {_sql.space_table(space)}")[0]
+                spaces[space] = {"dim": dim, "vectors": int(n), "generation": self._generation(space)}
+        return {
+            "path": str(self.path.resolve()),
+            "schema_version": self.schema_version,
+            "embedder": self.identity,
+            "spaces": spaces,
+            "inputs": {k: int(v) for k, v in kinds.items()},
+            "concepts": int(n_concepts),
+            "read_only": self.read_only,
+        }
