@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SPACE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -58,5 +58,15 @@ def space_ddl(space: str, dim: int) -> list[str]:
     ]
 
 
-MIGRATIONS: dict[int, list[str]] = {}
+HEADS_DDL = """CREATE TABLE heads (
+        space VARCHAR PRIMARY KEY,
+        trained_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        generation BIGINT NOT NULL,     -- the space's generation the head was trained at
+        meta VARCHAR NOT NULL,          -- JSON: mode, hyperparameters, classes
+        weights BLOB NOT NULL           -- .npz (no pickle)
+    )"""
+
+BASE_DDL.append(HEADS_DDL)
+
+MIGRATIONS: dict[int, list[str]] = {1: [HEADS_DDL]}
 """``from_version -> statements`` that bring a store to ``from_version + 1``."""

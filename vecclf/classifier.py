@@ -7,6 +7,7 @@ voting over stored neighbours (:mod:`vecclf.knn`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from . import knn
+from . import knn, zeroshot
 from .config import Limits
 from .embed import Embedder, load_embedder, parse_model
-from .errors import InvalidInputError, ModalityError, ModelMismatchError, VecclfError
+from .errors import InvalidInputError, ModalityError, ModelMismatchError, NotFittedError, VecclfError
+from .evaluate import evaluate_arrays, write_report
+from .head import LogisticHead
 from .inputs import (
     TEXT_SUFFIXES,
     Failure,
@@ -33,9 +36,9 @@ from .inputs import (
     read_text_lines,
     read_text_table,
 )
-from .store import NewInput, Store, check_concept_name
+from .store import LabelView, NewInput, Store, check_concept_name
 
-METHODS = ("auto", "knn")
+METHODS = ("auto", "knn", "head", "zeroshot")
 Progress = Callable[[int], None]
 
 
@@ -132,6 +135,7 @@ class ConceptClassifier:
         self.unknown_quantile = unknown_quantile
         self._embedder = embedder
         self._thresholds: dict[str, tuple[int, dict[str, float]]] = {}
+        self._heads: dict[str, tuple[int, LogisticHead]] = {}
         if embedder is not None:
             self._check_embedder(embedder)
 
@@ -441,43 +445,154 @@ class ConceptClassifier:
         self._thresholds[space] = (view.generation, result)
         return result
 
+    # ------------------------------------------------------------------ heads
+    def head(self, space: str) -> tuple[LogisticHead, bool] | None:
+        """The stored head for ``space`` and whether it is fresh (trained at the current generation)."""
+        stored = self.store.load_head(space)
+        if stored is None:
+            return None
+        gen, meta, arrays, _ = stored
+        cached = self._heads.get(space)
+        if cached is None or cached[0] != gen:
+            cached = (gen, LogisticHead.from_state(meta, arrays))
+            self._heads[space] = cached
+        return cached[1], gen == self.store.generation(space)
+
+    def training_data(self, space: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """``(X, Y, classes)`` for ``space``: one row per labelled example (a video by its pooled vector).
+
+        ``Y[i, c]`` is +1 for a positive, -1 for an explicit negative *or* a positive of another
+        concept only, 0 when unknown.
+        """
+        view = self.store.label_view(space)
+        ids, X = self.store.vectors(space, view.label_roots.tolist())
+        pos = np.searchsorted(view.label_roots, ids)
+        M = view.matrix[pos]
+        has_pos = (M > 0).any(axis=1, keepdims=True)
+        Y = np.where(M != 0, M, np.where(has_pos, -1, 0)).astype(np.int8)
+        return X, Y, list(view.classes)
+
+    def train(
+        self, *, mode: str = "auto", space: str | None = None, C: float = 1.0, device: str | None = None
+    ) -> dict[str, Any]:
+        """Train and persist a logistic head per space that has labelled examples; returns a summary."""
+        if mode not in ("auto", "exclusive", "multilabel"):
+            raise InvalidInputError(f"mode must be auto, exclusive or multilabel, got {mode!r}")
+        spaces = [space] if space else list(self.store.spaces)
+        summary: dict[str, Any] = {}
+        for sp in spaces:
+            gen = self.store.generation(sp)
+            X, Y, classes = self.training_data(sp)
+            if len(classes) == 0:
+                continue
+            single = bool(np.all((Y > 0).sum(axis=1) == 1))
+            explicit_neg = any(c.negatives for c in self.store.concepts())
+            exclusive_ok = single and not explicit_neg and len(classes) > 1
+            chosen = mode if mode != "auto" else ("exclusive" if exclusive_ok else "multilabel")
+            started = time.perf_counter()
+            if chosen == "exclusive":
+                if not single:
+                    raise InvalidInputError(
+                        "exclusive mode needs exactly one positive concept per example; use multilabel"
+                    )
+                y = np.array(classes, dtype=object)[np.argmax(Y > 0, axis=1)]
+                head = LogisticHead("exclusive", C=C, device=device).fit(X, y)
+            else:
+                head = LogisticHead("multilabel", C=C, device=device).fit(X, Y, classes=classes)
+            seconds = time.perf_counter() - started
+            meta, arrays = head.to_state()
+            self.store.save_head(sp, gen, meta, arrays)
+            self._heads[sp] = (gen, head)
+            summary[sp] = {
+                "mode": chosen,
+                "classes": classes,
+                "examples": len(X),
+                "iterations": head.n_iter_,
+                "seconds": round(seconds, 3),
+            }
+        if not summary:
+            raise InvalidInputError("nothing to train on: add labelled examples first")
+        return summary
+
+    # ------------------------------------------------------------------ predicting
+    def _choose(self, space: str, method: str) -> str:
+        if method != "auto":
+            return method
+        found = self.head(space)
+        if found is not None and found[1]:
+            return "head"
+        if self.store.label_view(space).classes:
+            return "knn"
+        no_examples = all(not self.store.label_view(sp).classes for sp in self.store.spaces)
+        text_here = "text" in self.embedder.modalities and self.embedder.space_of("text") == space
+        if no_examples and self.store.concepts() and text_here:
+            return "zeroshot"  # only concept names so far
+        return "knn"
+
     def predict_vectors(
         self,
         space: str,
         vectors: np.ndarray,
         *,
+        method: str = "auto",
         k: int | None = None,
         top: int = 5,
         weighting: knn.Weighting = "similarity",
         sources: Sequence[str] | None = None,
     ) -> list[Prediction]:
-        """k-NN predictions for already-embedded queries in ``space``."""
+        """Predictions for already-embedded queries in ``space`` (see :meth:`predict`)."""
         k = self.k if k is None else k
         if k <= 0 or top <= 0:
             raise InvalidInputError("k and top must be positive")
+        if method not in METHODS:
+            raise InvalidInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        used = self._choose(space, method)
         view = self.store.label_view(space)
-        if not view.classes:
+        n = len(vectors)
+        if not view.classes and used != "zeroshot":
             self._check_queryable(space)
             raise InvalidInputError("no labelled examples to classify with; add examples with a concept first")
-        fetch = k
-        while True:
-            sims, ids = self.store.search(space, vectors, fetch)
-            votes = knn.vote(sims, ids, view, k=k, weighting=weighting)
-            enough = all(len(nb) >= k for nb in votes.neighbours)
-            if enough or fetch >= self.store.count(space):
-                break
-            fetch = min(fetch * 4, self.store.count(space))  # frames/unlabelled rows crowd the top: look further
-        order = knn.rank(votes.scores, votes.support)
-        thresholds = self.thresholds(space)
-        neighbour_ids = sorted({nb[0] for row in votes.neighbours for nb in row})
+        votes = self._vote(space, vectors, view, k, weighting) if view.classes else None
+        thresholds: dict[str, float] = {}
+        classes: list[str]
+        if used == "knn":
+            assert votes is not None
+            classes, scores, support = view.classes, votes.scores, votes.support
+            thresholds = self.thresholds(space)
+        elif used == "head":
+            found = self.head(space)
+            if found is None:
+                raise NotFittedError("no head trained for this store yet; run `vecclf train` (or use --method knn)")
+            head, _ = found
+            classes, scores = [str(c) for c in head.classes_], head.predict_proba(vectors)
+            support = scores
+            if head.mode == "multilabel":
+                thresholds = dict.fromkeys(classes, 0.5)
+        else:
+            classes = [c.name for c in self.store.concepts()]
+            if not classes:
+                raise InvalidInputError("no concepts yet: add examples or create concepts (vecclf concepts add NAME)")
+            scores = zeroshot.zeroshot_proba(vectors, zeroshot.prompt_vectors(self.embedder, classes, space))
+            if votes is not None:
+                counts = np.zeros(len(classes))
+                col = {c: j for j, c in enumerate(classes)}
+                knn_full = np.zeros_like(scores)
+                for j, name in enumerate(view.classes):
+                    counts[col[name]] = int((view.matrix[:, j] > 0).sum())
+                    knn_full[:, col[name]] = votes.scores[:, j]
+                scores = zeroshot.blend(scores, knn_full, counts)
+            support = scores
+        order = knn.rank(scores, support)
+        neighbour_ids = sorted({nb[0] for row in votes.neighbours for nb in row}) if votes else []
         records = {r.id: r for r in self.store.get(neighbour_ids)}
         out: list[Prediction] = []
-        for i in range(len(vectors)):
+        for i in range(n):
             best = int(order[i, 0])
-            name = view.classes[best]
-            score = float(votes.scores[i, best])
+            name = classes[best]
+            score = float(scores[i, best])
             threshold = thresholds.get(name, -np.inf)
-            accepted = score > 0 and votes.support[i, best] >= threshold
+            evidence = float(support[i, best])
+            accepted = score > 0 and evidence >= threshold
             out.append(
                 Prediction(
                     source=sources[i] if sources else f"<query {i}>",
@@ -485,12 +600,8 @@ class ConceptClassifier:
                     score=round(score, 6),
                     nearest=name if score > 0 else None,
                     threshold=None if not np.isfinite(threshold) else round(float(threshold), 6),
-                    method="knn",
-                    scores={
-                        view.classes[c]: round(float(votes.scores[i, c]), 6)
-                        for c in order[i, :top]
-                        if votes.scores[i, c] > 0
-                    },
+                    method=used,
+                    scores={classes[c]: round(float(scores[i, c]), 6) for c in order[i, :top] if scores[i, c] > 0},
                     neighbours=[
                         {
                             "id": nid,
@@ -499,11 +610,21 @@ class ConceptClassifier:
                             "negatives": records[nid].negatives,
                             "source": records[nid].source,
                         }
-                        for nid, _, sim, _ in votes.neighbours[i]
+                        for nid, _, sim, _ in (votes.neighbours[i] if votes else [])
                     ],
                 )
             )
         return out
+
+    def _vote(self, space: str, vectors: np.ndarray, view: LabelView, k: int, weighting: knn.Weighting) -> knn.Votes:
+        fetch = k
+        while True:
+            sims, ids = self.store.search(space, vectors, fetch)
+            votes = knn.vote(sims, ids, view, k=k, weighting=weighting)
+            total = self.store.count(space)
+            if all(len(nb) >= k for nb in votes.neighbours) or fetch >= total:
+                return votes
+            fetch = min(fetch * 4, total)  # frames/unlabelled rows crowd the top: look further
 
     def predict(
         self,
@@ -514,12 +635,18 @@ class ConceptClassifier:
         k: int | None = None,
         top: int = 5,
     ) -> list[Prediction]:
-        """Classify images/videos and texts by their stored neighbours."""
+        """Classify images/videos and texts.
+
+        ``method``: ``knn`` (vote of stored neighbours), ``head`` (trained logistic head),
+        ``zeroshot`` (concept names through the text tower, blended with any examples), or
+        ``auto``: a fresh head if one exists, else k-NN, else zero-shot when the store has
+        concepts but no examples at all.
+        """
         if method not in METHODS:
             raise InvalidInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         out = []
         for source, space, vec in self.embed(media, texts):
-            out += self.predict_vectors(space, vec[None, :], k=k, top=top, sources=[source])
+            out += self.predict_vectors(space, vec[None, :], method=method, k=k, top=top, sources=[source])
         return out
 
     def search(
@@ -559,10 +686,46 @@ class ConceptClassifier:
             )
         return results
 
+    def evaluate(
+        self,
+        *,
+        method: str = "knn",
+        space: str | None = None,
+        folds: int = 5,
+        k: int | None = None,
+        out_dir: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """Leave-one-out (k-NN) or k-fold (head) evaluation of the stored examples.
+
+        Writes ``evaluation.json`` and PNG plots to ``out_dir`` (default: ``<store>/evaluation``)
+        and returns the report with the written ``files``.
+        """
+        spaces = [space] if space else [s for s in self.store.spaces if self.store.label_view(s).classes]
+        if not spaces:
+            raise InvalidInputError("nothing to evaluate: add labelled examples first")
+        chosen = max(spaces, key=lambda s: len(self.store.label_view(s).label_roots))
+        X, Y, classes = self.training_data(chosen)
+        report = evaluate_arrays(
+            X,
+            Y,
+            classes,
+            method=method,
+            k=self.k if k is None else k,
+            folds=folds,
+            unknown_quantile=self.unknown_quantile,
+        )
+        report["space"] = chosen
+        report["files"] = write_report(report, Path(out_dir) if out_dir else self.store.path / "evaluation")
+        return {key: v for key, v in report.items() if not key.startswith("_")}
+
     # ------------------------------------------------------------------ management
     def concepts(self) -> list[dict[str, Any]]:
         """Concepts with example counts."""
         return [c.to_dict() for c in self.store.concepts()]
+
+    def add_concepts(self, names: Sequence[str]) -> None:
+        """Create concepts with no examples yet (usable at once by zero-shot)."""
+        self.store.create_concepts(names)
 
     def rename_concept(self, old: str, new: str) -> None:
         """Rename a concept."""

@@ -113,6 +113,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    with _open(args) as clf:
+        summary = clf.train(mode=args.mode, C=args.C, device=args.device)
+
+    def human() -> None:
+        for space, s in summary.items():
+            print(
+                f"{space}: {s['mode']} head on {s['examples']} examples, {len(s['classes'])} concepts, "
+                f"{s['iterations']} iterations, {s['seconds']} s"
+            )
+
+    _emit(args, {"trained": summary}, human)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    with _open(args, read_only=True) as clf:
+        report = clf.evaluate(method=args.method, folds=args.folds, k=args.k, out_dir=args.out)
+
+    def human() -> None:
+        print(
+            f"{report['method']} ({report['protocol']}) on {report['examples']} examples: "
+            f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}"
+        )
+        for name, m in report["per_concept"].items():
+            print(f"  {name}\tP {m['precision']:.3f}\tR {m['recall']:.3f}\tF1 {m['f1']:.3f}\tAUC {m['roc_auc']}")
+        print("wrote " + ", ".join(report["files"].values()))
+
+    _emit(args, report, human)
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     media, texts = _queries(args)
     with _open(args, read_only=True) as clf:
@@ -131,13 +163,18 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_concepts(args: argparse.Namespace) -> int:
-    if args.action in ("rename", "delete"):
+    if args.action in ("rename", "delete", "add"):
         with _open(args) as clf:
-            if args.action == "rename":
+            if args.action == "add":
+                if not args.names:
+                    raise InvalidInputError("usage: vecclf concepts add NAME...")
+                clf.add_concepts(args.names)
+                payload: Any = {"created": args.names}
+            elif args.action == "rename":
                 if len(args.names) != 2:
                     raise InvalidInputError("usage: vecclf concepts rename OLD NEW")
                 clf.rename_concept(*args.names)
-                payload: Any = {"renamed": {"from": args.names[0], "to": args.names[1]}}
+                payload = {"renamed": {"from": args.names[0], "to": args.names[1]}}
             else:
                 if len(args.names) != 1:
                     raise InvalidInputError("usage: vecclf concepts delete NAME")
@@ -212,7 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("paths", nargs="*", help="image or video files")
         p.add_argument("--text", action="append", help="a text query (repeatable)")
         if name == "predict":
-            p.add_argument("--method", default="auto", choices=["auto", "knn"], help="classifier (auto picks)")
+            p.add_argument(
+                "--method",
+                default="auto",
+                choices=["auto", "knn", "head", "zeroshot"],
+                help="auto: fresh head, else k-NN, else zero-shot (the answer says which)",
+            )
             p.add_argument("--k", type=_positive_int, default=10, help="neighbours that vote")
             p.add_argument("--top", type=_positive_int, default=5, help="concept scores to show")
             p.set_defaults(func=cmd_predict)
@@ -221,8 +263,21 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--concept", help="only inputs labelled with this concept")
             p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("concepts", parents=[common], help="list, rename or delete concepts")
-    p.add_argument("action", nargs="?", default="list", choices=["list", "rename", "delete"])
+    p = sub.add_parser("train", parents=[common], help="train the logistic head from the stored examples")
+    p.add_argument("--mode", default="auto", choices=["auto", "exclusive", "multilabel"])
+    p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength (as scikit-learn)")
+    p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", parents=[common], help="evaluate on the stored examples (LOO k-NN or k-fold head)")
+    p.add_argument("--method", default="knn", choices=["knn", "head"])
+    p.add_argument("--folds", type=int, default=5, help="folds for the head")
+    p.add_argument("--k", type=_positive_int, default=10, help="neighbours for k-NN")
+    p.add_argument("--out", type=Path, help="report folder (default: STORE/evaluation)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("concepts", parents=[common], help="list, add, rename or delete concepts")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "add", "rename", "delete"])
     p.add_argument("names", nargs="*")
     p.set_defaults(func=cmd_concepts)
 

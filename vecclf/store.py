@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import sys
@@ -279,7 +280,27 @@ class Store:
             raise StoreError(
                 f"{db} has schema version {store.schema_version}; this vecclf reads up to {_sql.SCHEMA_VERSION}"
             )
+        if store.schema_version < _sql.SCHEMA_VERSION:
+            if read_only:
+                store.close()
+                raise StoreError(f"{db} has schema version {store.schema_version}; open it read-write once to migrate")
+            store._migrate()
         return store
+
+    def _migrate(self) -> None:
+        """Apply ``_sql.MIGRATIONS`` in one transaction, up to ``SCHEMA_VERSION``."""
+        con = self._db()
+        con.execute("BEGIN")
+        try:
+            for version in range(self.schema_version, _sql.SCHEMA_VERSION):
+                for stmt in _sql.MIGRATIONS[version]:
+                    con.execute(stmt)
+            self._set_meta("schema_version", str(_sql.SCHEMA_VERSION))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self.schema_version = _sql.SCHEMA_VERSION
 
     def flush(self) -> None:
         """Save every changed FAISS index atomically and record its generation and checksum."""
@@ -612,6 +633,20 @@ class Store:
             out.add(row[0])
         return out
 
+    def create_concepts(self, names: Sequence[str]) -> None:
+        """Create concepts (no labels yet); existing names are left as they are."""
+        clean = [check_concept_name(n) for n in names]
+        with self._mutex:
+            con = self._writable()
+            con.execute("BEGIN")
+            try:
+                self._concept_ids(clean, create=True)
+                self._bump(self.spaces)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
     def rename_concept(self, old: str, new: str) -> None:
         """Rename a concept; fails if ``new`` already exists."""
         old_n, new_n = check_concept_name(old), check_concept_name(new)
@@ -788,6 +823,36 @@ class Store:
             )
             self._views[space] = view
             return view
+
+    def generation(self, space: str) -> int:
+        """The space's write counter (bumped by every add, delete, label or concept change)."""
+        with self._mutex:
+            self._check_space(space)
+            return self._generation(space)
+
+    def save_head(self, space: str, generation: int, meta: str, arrays: dict[str, np.ndarray]) -> None:
+        """Persist a trained head for ``space`` (replacing the previous one)."""
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)  # type: ignore[arg-type]
+        with self._mutex:
+            con = self._writable()
+            self._check_space(space)
+            con.execute(
+                "INSERT INTO heads (space, generation, meta, weights) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (space) DO UPDATE SET generation = excluded.generation, meta = excluded.meta, "
+                "weights = excluded.weights, trained_at = now()",
+                [space, generation, meta, buf.getvalue()],
+            )
+
+    def load_head(self, space: str) -> tuple[int, str, dict[str, np.ndarray], str] | None:
+        """``(generation, meta JSON, arrays, trained_at)`` of the stored head, or None."""
+        with self._mutex:
+            row = self._row("SELECT generation, meta, weights, trained_at FROM heads WHERE space = ?", [space])
+        if row is None:
+            return None
+        with np.load(io.BytesIO(row[2]), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        return int(row[0]), row[1], arrays, str(row[3])
 
     def info(self) -> dict[str, Any]:
         """A summary: path, embedder, schema version, counts per space and kind, concepts."""

@@ -1,0 +1,185 @@
+"""Logistic head, zero-shot, --method auto, evaluation and the schema migration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import solid_image
+
+from vecclf.classifier import ConceptClassifier
+from vecclf.errors import InvalidInputError, ModalityError, NotFittedError
+from vecclf.evaluate import evaluate_arrays, roc_auc
+from vecclf.head import LogisticHead
+from vecclf.knn import KNNClassifier
+
+
+def _blobs(seed: int, n: int = 300, d: int = 16, k: int = 4, spread: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, d))
+    y = rng.integers(0, k, n)
+    X = centres[y] + spread * rng.normal(size=(n, d))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X.astype(np.float32), np.array([f"c{v}" for v in y], dtype=object)
+
+
+@pytest.mark.parametrize("model", [LogisticHead(), KNNClassifier(k=7)], ids=["head", "knn"])
+def test_estimator_conformance(model) -> None:
+    X, y = _blobs(0)
+    with pytest.raises(NotFittedError):
+        model.predict(X)
+    assert model.fit(X, y) is model
+    assert list(model.classes_) == sorted(set(y))
+    proba = model.predict_proba(X[:10])
+    assert proba.shape == (10, 4) and np.allclose(proba.sum(axis=1), 1.0)
+    # columns follow classes_: the argmax column is the predicted class
+    assert list(model.classes_[np.argmax(proba, axis=1)]) == list(model.predict(X[:10]))
+
+
+def test_head_matches_sklearn_accuracy() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _blobs(1, n=2000, d=32, k=6, spread=1.6)
+    Xtr, ytr, Xte, yte = X[:1500], y[:1500], X[1500:], y[1500:]
+    ours = LogisticHead(class_weight=None).fit(Xtr, ytr)
+    ref = LogisticRegression(max_iter=1000).fit(Xtr, ytr)
+    acc_ours = np.mean(ours.predict(Xte) == yte)
+    acc_ref = np.mean(ref.predict(Xte) == yte)
+    assert acc_ours >= acc_ref - 0.01, (acc_ours, acc_ref)
+    # same objective: probabilities agree closely
+    assert np.abs(ours.predict_proba(Xte) - ref.predict_proba(Xte)).max() < 0.02
+
+
+def test_multilabel_head_uses_negatives() -> None:
+    X, y = _blobs(2, n=200, d=8, k=2, spread=0.5)
+    Y = np.where(y[:, None] == np.array(["c0", "c1"]), 1, -1).astype(np.int8)
+    Y[:20, 1] = 0  # unlabelled for c1: ignored, not treated as negative
+    head = LogisticHead("multilabel").fit(X, Y, classes=["c0", "c1"])
+    p = head.predict_proba(X)
+    assert p.shape == (200, 2) and not np.allclose(p.sum(axis=1), 1.0)  # independent sigmoids
+    assert np.mean((p[:, 0] > 0.5) == (y == "c0")) > 0.9
+    with pytest.raises(InvalidInputError):
+        LogisticHead("multilabel").fit(X, Y)  # classes missing
+    with pytest.raises(InvalidInputError):
+        LogisticHead().fit(X, ["a"] * len(X))  # one class
+
+
+def test_head_state_round_trip_without_pickle() -> None:
+    X, y = _blobs(3)
+    head = LogisticHead().fit(X, y)
+    meta, arrays = head.to_state()
+    assert json.loads(meta)["classes"] == sorted(set(y))
+    again = LogisticHead.from_state(meta, arrays)
+    assert np.allclose(again.predict_proba(X), head.predict_proba(X))
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device on this machine")
+def test_head_on_cuda_matches_cpu() -> None:
+    X, y = _blobs(4)
+    cpu = LogisticHead(device="cpu").fit(X, y)
+    gpu = LogisticHead(device="cuda").fit(X, y)
+    assert np.abs(cpu.predict_proba(X) - gpu.predict_proba(X)).max() < 1e-3
+
+
+def _colour_store(clf, n: int = 6) -> None:
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+    for name, rgb in colours.items():
+        clf.add([solid_image(rgb, seed=s) for s in range(n)], [name])
+
+
+def test_train_persist_and_stale(clf) -> None:
+    _colour_store(clf)
+    summary = clf.train()
+    assert summary["joint"]["mode"] == "exclusive" and summary["joint"]["examples"] == 18
+    pred = clf.predict([solid_image((220, 30, 30), seed=99)], method="auto")[0]
+    assert pred.method == "head" and pred.concept == "red"
+    path = clf.store.path
+    clf.close()
+    with ConceptClassifier.open(path) as again:  # persisted in DuckDB, reloaded
+        head, fresh = again.head("joint")
+        assert fresh and list(head.classes_) == ["blue", "green", "red"]
+        again.add([solid_image((240, 240, 20), seed=s) for s in range(4)], ["yellow"])
+        head, fresh = again.head("joint")
+        assert not fresh  # trained before "yellow" existed
+        auto = again.predict([solid_image((240, 240, 20), seed=50)])[0]
+        assert auto.method == "knn" and auto.concept == "yellow"  # auto avoids the stale head
+        assert again.predict([solid_image((240, 240, 20), seed=50)], method="head")[0].concept != "yellow"
+
+
+def test_head_requires_training(clf) -> None:
+    _colour_store(clf, n=2)
+    with pytest.raises(NotFittedError):
+        clf.predict([solid_image((220, 30, 30))], method="head")
+
+
+def test_multilabel_training_with_negatives(clf) -> None:
+    _colour_store(clf, n=4)
+    clf.add([solid_image((200, 60, 60), seed=s) for s in range(3)], ["red"], negatives=["green"])
+    summary = clf.train()
+    assert summary["joint"]["mode"] == "multilabel"
+    pred = clf.predict([solid_image((30, 200, 40), seed=77)], method="head")[0]
+    assert pred.concept == "green" and pred.threshold == 0.5
+
+
+def test_zeroshot_without_examples_and_as_prior(clf) -> None:
+    clf.add_concepts(["cat", "dog"])
+    pred = clf.predict(texts=["kitten"])[0]
+    assert pred.method == "zeroshot" and pred.concept in {"cat", "dog"} and not pred.neighbours
+    assert set(pred.scores) <= {"cat", "dog"} and abs(sum(pred.scores.values()) - 1) < 1e-3
+    clf.add_texts(["kitten"], ["cat"])
+    blended = clf.predict(texts=["kitten"], method="zeroshot")[0]
+    # one example of cat (k-NN vote 1.0) blended with the name prior weighted as 2 examples; dog has none
+    assert blended.scores["cat"] == pytest.approx(1 / 3 + 2 / 3 * pred.scores.get("cat", 0.0), abs=1e-5)
+    assert blended.scores.get("dog", 0.0) == pytest.approx(pred.scores.get("dog", 0.0), abs=1e-5)
+    assert clf.predict(texts=["kitten"])[0].method == "knn"  # auto: examples exist now
+
+
+def test_zeroshot_image_needs_joint_space(tmp_path) -> None:
+    with ConceptClassifier.create(tmp_path / "s", "offline") as clf:
+        clf.add_concepts(["cat"])
+        with pytest.raises(ModalityError, match="joint"):
+            clf.predict([solid_image((1, 2, 3))], method="zeroshot")
+        clf.add_texts(["my card is lost", "card missing"], ["lost card"])
+        clf.add_texts(["exchange rate please"], ["exchange rate"])
+        pred = clf.predict(texts=["what rate do you give for euros"], method="zeroshot")[0]
+        assert pred.concept == "exchange rate"
+
+
+def test_evaluate_writes_json_and_plots(clf, tmp_path) -> None:
+    _colour_store(clf, n=5)
+    report = clf.evaluate(method="knn", out_dir=tmp_path / "ev")
+    assert report["accuracy"] > 0.9 and report["examples"] == 15
+    assert report["confusion"]["labels"] == ["blue", "green", "red", "unknown"]
+    assert json.loads((tmp_path / "ev" / "evaluation.json").read_text())["accuracy"] == report["accuracy"]
+    for png in ("confusion.png", "pr_curves.png"):
+        assert (tmp_path / "ev" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    head = clf.evaluate(method="head", folds=3, out_dir=tmp_path / "ev2")
+    assert head["protocol"] == "stratified 3-fold" and head["accuracy"] > 0.9
+
+
+def test_loo_and_metrics_against_brute_force() -> None:
+    X, y = _blobs(5, n=80, d=8, k=3, spread=1.0)
+    classes = sorted(set(y))
+    Y = np.where(y[:, None] == np.array(classes), 1, -1).astype(np.int8)
+    report = evaluate_arrays(X, Y, classes, method="knn", k=1)
+    # brute force 1-NN leave-one-out
+    S = X @ X.T
+    np.fill_diagonal(S, -np.inf)
+    brute = np.mean(y[np.argmax(S, axis=1)] == y)
+    assert report["accuracy"] == pytest.approx(brute, abs=1e-4)
+    assert roc_auc(np.array([True, False, True, False]), np.array([0.9, 0.1, 0.8, 0.3])) == 1.0
+    assert roc_auc(np.array([True, False]), np.array([0.5, 0.5])) == 0.5
+
+
+def test_migration_from_schema_1(clf) -> None:
+    _colour_store(clf, n=2)
+    path = clf.store.path
+    con = clf.store._db()
+    con.execute("DROP TABLE heads")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    clf.close()
+    with ConceptClassifier.open(path) as again:
+        assert again.store.schema_version == 2
+        again.train()
+        assert again.head("joint") is not None

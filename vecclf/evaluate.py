@@ -1,0 +1,246 @@
+"""Evaluation: leave-one-out for k-NN, stratified k-fold for the head; metrics, thresholds, plots.
+
+Works on one label per example: examples with exactly one positive concept are evaluated,
+others are counted in ``skipped``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from . import knn
+from .errors import InvalidInputError
+from .head import LogisticHead
+from .store import LabelView
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney, ties averaged); None when only one class is present."""
+    pos, neg = int(y.sum()), int((~y).sum())
+    if pos == 0 or neg == 0:
+        return None
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score), dtype=np.float64)
+    sorted_scores = score[order]
+    i = 0
+    while i < len(score):
+        j = i
+        while j + 1 < len(score) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[y].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+
+
+def pr_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(precision, recall, thresholds)`` at every distinct score, highest threshold first."""
+    order = np.argsort(-score, kind="mergesort")
+    s, t = score[order], y[order]
+    tp = np.cumsum(t)
+    fp = np.cumsum(~t)
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    precision = tp[last] / (tp[last] + fp[last])
+    recall = tp[last] / max(int(t.sum()), 1)
+    return precision, recall, s[last]
+
+
+def metrics(y_true: np.ndarray, scores: np.ndarray, classes: list[str], predicted: np.ndarray) -> dict[str, Any]:
+    """Accuracy, macro F1, per-concept precision/recall/F1/ROC-AUC/suggested threshold, confusion matrix.
+
+    ``y_true``/``predicted`` are class indices (``predicted`` may be -1 for "unknown", the
+    confusion matrix's last column).
+    """
+    k = len(classes)
+    confusion = np.zeros((k, k + 1), dtype=np.int64)  # last column: answered unknown
+    for t, p in zip(y_true, predicted):
+        confusion[t, p if p >= 0 else k] += 1
+    per: dict[str, Any] = {}
+    f1s = []
+    for c, name in enumerate(classes):
+        tp = int(confusion[c, c])
+        fp = int(confusion[:, c].sum() - tp)
+        fn = int(confusion[c].sum() - tp)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        f1s.append(f1)
+        truth = y_true == c
+        pr, rc, th = pr_curve(truth, scores[:, c])
+        f1_curve = np.where(pr + rc > 0, 2 * pr * rc / np.maximum(pr + rc, 1e-12), 0.0)
+        best = int(np.argmax(f1_curve)) if len(f1_curve) else 0
+        per[name] = {
+            "support": int(truth.sum()),
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "roc_auc": None if (a := roc_auc(truth, scores[:, c])) is None else round(a, 4),
+            "suggested_threshold": round(float(th[best]), 4) if len(th) else None,
+            "f1_at_suggested": round(float(f1_curve[best]), 4) if len(f1_curve) else None,
+        }
+    return {
+        "accuracy": round(float(np.mean(predicted == y_true)), 4),
+        "macro_f1": round(float(np.mean(f1s)), 4),
+        "per_concept": per,
+        "confusion": {"labels": [*classes, "unknown"], "matrix": confusion.tolist()},
+    }
+
+
+def _single_labels(X: np.ndarray, Y: np.ndarray, classes: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    one = (Y > 0).sum(axis=1) == 1
+    return X[one], np.argmax(Y[one] > 0, axis=1), int((~one).sum())
+
+
+def loo_knn(
+    X: np.ndarray, y: np.ndarray, classes: list[str], *, k: int = 10, unknown_quantile: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Leave-one-out k-NN: ``(scores, closed-set prediction, rejected by the open-set threshold)``.
+
+    The thresholds are learned from all examples, the held-out one included, so the
+    rejection rate is a close (slightly pessimistic) estimate for in-scope inputs.
+    """
+    n = len(X)
+    ids = np.arange(n, dtype=np.int64)
+    matrix = np.zeros((n, len(classes)), dtype=np.int8)
+    matrix[ids, y] = 1
+    view = LabelView(0, ids, ids, classes, ids, matrix)
+    index = faiss.IndexFlatIP(X.shape[1])
+    index.add(np.ascontiguousarray(X, dtype=np.float32))
+    sims, nn = index.search(np.ascontiguousarray(X, dtype=np.float32), min(k + 1, n))
+    self_hit = nn == ids[:, None]
+    sims = np.where(self_hit, -np.inf, sims)  # the query itself never votes
+    nn = np.where(self_hit, -1, nn)
+    votes = knn.vote(sims, nn, view, k=k)
+    best = knn.rank(votes.scores, votes.support)[:, 0]
+    rejected = votes.scores[np.arange(n), best] <= 0
+    if unknown_quantile > 0:
+        thresholds = knn.open_set_thresholds(knn.class_vectors(view, ids, X), quantile=unknown_quantile)
+        limit = np.array([thresholds[classes[b]] for b in best])
+        rejected |= votes.support[np.arange(n), best] < limit
+    return votes.scores, best, rejected
+
+
+def stratified_folds(y: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
+    """A fold number per example, each class spread evenly over the folds."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=np.int64)
+    offset = 0
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        fold[members] = (np.arange(len(members)) + offset) % folds
+        offset += len(members)
+    return fold
+
+
+def kfold_head(
+    X: np.ndarray, y: np.ndarray, classes: list[str], *, folds: int = 5, C: float = 1.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold exclusive-head probabilities and predictions."""
+    if folds < 2:
+        raise InvalidInputError("folds must be at least 2")
+    fold = stratified_folds(y, folds, seed)
+    scores = np.zeros((len(X), len(classes)))
+    names = np.array(classes, dtype=object)
+    for f in range(folds):
+        test = fold == f
+        if not test.any():
+            continue
+        head = LogisticHead("exclusive", C=C).fit(X[~test], names[y[~test]])
+        proba = head.predict_proba(X[test])
+        cols = np.array([classes.index(str(c)) for c in head.classes_], dtype=np.int64)
+        scores[np.ix_(np.flatnonzero(test), cols)] = proba
+    return scores, np.argmax(scores, axis=1)
+
+
+def evaluate_arrays(
+    X: np.ndarray,
+    Y: np.ndarray,
+    classes: list[str],
+    *,
+    method: str = "knn",
+    k: int = 10,
+    folds: int = 5,
+    unknown_quantile: float = 0.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate on training arrays (``Y`` as from :meth:`ConceptClassifier.training_data`)."""
+    Xs, y, skipped = _single_labels(X, Y, classes)
+    present = sorted(set(y.tolist()))
+    if len(present) < 2 or len(Xs) < 3:
+        raise InvalidInputError("evaluation needs at least two concepts and three single-label examples")
+    rejected = np.zeros(len(Xs), dtype=bool)
+    if method == "knn":
+        scores, predicted, rejected = loo_knn(Xs, y, classes, k=k, unknown_quantile=unknown_quantile)
+        protocol = f"leave-one-out, k={k}"
+    elif method == "head":
+        scores, predicted = kfold_head(Xs, y, classes, folds=folds, seed=seed)
+        protocol = f"stratified {folds}-fold"
+    else:
+        raise InvalidInputError(f"evaluation method must be knn or head, got {method!r}")
+    out = metrics(y, scores, classes, predicted)
+    # The metrics above are closed-set; this is how often in-scope examples would be answered "unknown".
+    out["unknown_rate"] = round(float(rejected.mean()), 4)
+    out["unknown_quantile"] = unknown_quantile if method == "knn" else None
+    return {
+        "method": method,
+        "protocol": protocol,
+        "examples": len(Xs),
+        "skipped": skipped,
+        **out,
+        "_scores": scores,
+        "_truth": y,
+    }
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
+    """Write ``evaluation.json``, ``confusion.png`` and ``pr_curves.png``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    public = {k: v for k, v in report.items() if not k.startswith("_")}
+    paths = {
+        "json": out_dir / "evaluation.json",
+        "confusion": out_dir / "confusion.png",
+        "pr": out_dir / "pr_curves.png",
+    }
+    paths["json"].write_text(json.dumps(public, indent=2))
+    labels = report["confusion"]["labels"]
+    matrix = np.array(report["confusion"]["matrix"])
+    size = min(2 + 0.35 * len(labels), 30)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels) - 1), labels[:-1], fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if len(labels) <= 25:
+        for (r, c), v in np.ndenumerate(matrix):
+            if v:
+                ax.text(c, r, str(v), ha="center", va="center", fontsize=7)
+    ax.set_title(f"{report['method']} ({report['protocol']}): accuracy {report['accuracy']:.3f}")
+    fig.tight_layout()
+    fig.savefig(paths["confusion"], dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    classes = labels[:-1]
+    for c, name in enumerate(classes):
+        p, r, _ = pr_curve(report["_truth"] == c, report["_scores"][:, c])
+        ax.plot(r, p, label=name if len(classes) <= 15 else None, linewidth=1)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("precision-recall per concept")
+    if len(classes) <= 15:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(paths["pr"], dpi=110)
+    plt.close(fig)
+    return {k: str(v) for k, v in paths.items()}
