@@ -11,12 +11,14 @@ from .errors import NotFittedError, VecclfError
 if TYPE_CHECKING:
     from .classifier import ConceptClassifier
     from .embed import load_embedder
+    from .head import LogisticHead
     from .knn import KNNClassifier
     from .store import Store
 
 __all__ = [
     "ConceptClassifier",
     "KNNClassifier",
+    "LogisticHead",
     "NotFittedError",
     "Store",
     "VecclfError",
@@ -27,6 +29,7 @@ __all__ = [
 _LAZY = {
     "ConceptClassifier": ".classifier",
     "KNNClassifier": ".knn",
+    "LogisticHead": ".head",
     "Store": ".store",
     "load_embedder": ".embed",
 }

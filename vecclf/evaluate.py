@@ -114,7 +114,7 @@ def loo_knn(
     self_hit = nn == ids[:, None]
     sims = np.where(self_hit, -np.inf, sims)  # the query itself never votes
     nn = np.where(self_hit, -1, nn)
-    votes = knn.vote(sims, nn, view, k=k)
+    votes = knn.vote(sims, nn, view, k=k, evidence=False)
     best = knn.rank(votes.scores, votes.support)[:, 0]
     rejected = votes.scores[np.arange(n), best] <= 0
     if unknown_quantile > 0:

@@ -59,12 +59,14 @@ def vote(
     weighting: Weighting = "similarity",
     temperature: float = 0.05,
     negative_weight: float = 1.0,
+    evidence: bool = True,
 ) -> Votes:
     """Vote among the first ``k`` distinct labelled neighbours of each query.
 
     Weights are ``exp((s - s_max) / temperature)`` (``similarity``) or 1 (``uniform``);
     a concept's score is its positive weight minus ``negative_weight`` times its negative
-    weight, over the total weight, clipped at 0.
+    weight, over the total weight, clipped at 0. ``evidence=False`` skips building the
+    per-query neighbour lists (``Votes.neighbours`` is then empty).
     """
     if k <= 0:
         raise InvalidInputError(f"k must be positive, got {k}")
@@ -94,10 +96,14 @@ def vote(
         raw = np.einsum("nm,nmc->nc", weights, pos) - negative_weight * np.einsum("nm,nmc->nc", weights, neg)
         scores = np.clip(np.divide(raw, total, out=np.zeros_like(raw), where=total > 0), 0.0, 1.0)
         support = np.max(np.where(pos, sims[..., None].astype(np.float64), -np.inf), axis=1)
-    neighbours = [
-        [(int(ids[i, j]), int(roots[i, j]), float(sims[i, j]), int(rows[i, j])) for j in np.flatnonzero(valid[i])]
-        for i in range(n)
-    ]
+    neighbours = (
+        [
+            [(int(ids[i, j]), int(roots[i, j]), float(sims[i, j]), int(rows[i, j])) for j in np.flatnonzero(valid[i])]
+            for i in range(n)
+        ]
+        if evidence
+        else []
+    )
     return Votes(scores=scores, support=support, neighbours=neighbours)
 
 
@@ -227,6 +233,7 @@ class KNNClassifier:
             weighting=self.weighting,
             temperature=self.temperature,
             negative_weight=self.negative_weight,
+            evidence=False,
         )
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -241,8 +248,7 @@ class KNNClassifier:
         votes = self._votes(X)
         best = rank(votes.scores, votes.support)[:, 0]
         out = self.classes_[best].copy()
-        for i, c in enumerate(best):
-            name = str(self.classes_[c])
-            if votes.scores[i, c] <= 0 or votes.support[i, c] < self.thresholds_[name]:
-                out[i] = UNKNOWN
+        limits = np.array([self.thresholds_[str(c)] for c in self.classes_])[best]
+        rows = np.arange(len(best))
+        out[(votes.scores[rows, best] <= 0) | (votes.support[rows, best] < limits)] = UNKNOWN
         return out

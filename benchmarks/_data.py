@@ -1,0 +1,112 @@
+"""Shared helpers for benchmarks: seeded data, cached offline embeddings of the shared sets, timing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SHARED = Path(os.environ.get("VECCLF_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+CACHE = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers came from."""
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def timed(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
+    """Median wall time of ``repeats`` runs and the last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def synthetic(n: int, d: int, k: int, seed: int = 0, signal: float = 0.006) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around ``k`` random centres: hard enough that accuracy is well below 100%."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, d)).astype(np.float32)
+    y = rng.integers(0, k, n)
+    X = centres[y] * signal + rng.normal(size=(n, d)).astype(np.float32) / np.sqrt(d)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X.astype(np.float32), y
+
+
+def banking77(smoke: bool = False) -> dict[str, Any] | None:
+    """BANKING77 train/test embedded with the offline text tower (cached)."""
+    root = SHARED / "banking77"
+    if not (root / "train.csv").is_file():
+        return None
+    cache = CACHE / f"banking77{'-smoke' if smoke else ''}.npz"
+    if not cache.is_file():
+        from vecclf.embed import OfflineEmbedder
+
+        def read(name: str) -> tuple[list[str], list[str]]:
+            with (root / name).open(newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+            if smoke:
+                rows = rows[:: max(1, len(rows) // 400)]
+            return [r["text"] for r in rows], [r["category"] for r in rows]
+
+        emb = OfflineEmbedder()
+        (tr_t, tr_y), (te_t, te_y) = read("train.csv"), read("test.csv")
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, Xtr=emb.embed_texts(tr_t), ytr=np.array(tr_y), Xte=emb.embed_texts(te_t), yte=np.array(te_y))
+    with np.load(cache) as z:
+        return {k: z[k] for k in z.files}
+
+
+def cifar10(per_class_train: int = 200, per_class_test: int = 100, smoke: bool = False) -> dict[str, Any] | None:
+    """A seeded split of the CIFAR-10 test JPEGs embedded with the offline image tower (cached)."""
+    root = SHARED / "cifar10-test"
+    if not root.is_dir():
+        return None
+    if smoke:
+        per_class_train, per_class_test = 6, 4
+    cache = CACHE / f"cifar10-{per_class_train}-{per_class_test}.npz"
+    if not cache.is_file():
+        from PIL import Image
+
+        from vecclf.embed import OfflineEmbedder
+
+        rng = np.random.default_rng(0)
+        tr, te = [], []
+        for c in sorted(p.name for p in root.iterdir() if p.is_dir()):
+            files = sorted((root / c).iterdir())
+            pick = rng.permutation(len(files))[: per_class_train + per_class_test]
+            tr += [(files[i], c) for i in pick[:per_class_train]]
+            te += [(files[i], c) for i in pick[per_class_train:]]
+        emb = OfflineEmbedder()
+
+        def embed(rows: list[tuple[Path, str]]) -> np.ndarray:
+            return emb.embed_images([Image.open(p).convert("RGB") for p, _ in rows])
+
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            cache, Xtr=embed(tr), ytr=np.array([c for _, c in tr]), Xte=embed(te), yte=np.array([c for _, c in te])
+        )
+    with np.load(cache) as z:
+        return {k: z[k] for k in z.files}
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Print the benchmark's JSON document."""
+    print(json.dumps({"machine": machine(), **result}, indent=2))
