@@ -17,7 +17,8 @@ import os
 import sys
 import threading
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,17 +290,11 @@ class Store:
 
     def _migrate(self) -> None:
         """Apply ``_sql.MIGRATIONS`` in one transaction, up to ``SCHEMA_VERSION``."""
-        con = self._db()
-        con.execute("BEGIN")
-        try:
+        with self._transaction() as con:
             for version in range(self.schema_version, _sql.SCHEMA_VERSION):
                 for stmt in _sql.MIGRATIONS[version]:
                     con.execute(stmt)
             self._set_meta("schema_version", str(_sql.SCHEMA_VERSION))
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         self.schema_version = _sql.SCHEMA_VERSION
 
     def flush(self) -> None:
@@ -344,6 +339,18 @@ class Store:
         if self._con is None:
             raise StoreError("store is closed")
         return self._con
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One DuckDB transaction: committed when the block ends, rolled back if it (or the commit) fails."""
+        con = self._writable()
+        con.execute("BEGIN")
+        try:
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
 
     def _writable(self) -> duckdb.DuckDBPyConnection:
         if self.read_only:
@@ -447,7 +454,7 @@ class Store:
         if not items:
             return []
         with self._mutex:
-            con = self._writable()
+            self._writable()  # fail fast on a read-only store
             model = self._model_key
             for it in items:
                 dim = self._check_space(it.space)
@@ -466,8 +473,7 @@ class Store:
             for space in {it.space for it in items}:
                 self._index(space)  # load before writing so the in-memory index stays in step
             names = {check_concept_name(n) for it in items for n in (*it.concepts, *it.negatives)}
-            con.execute("BEGIN")
-            try:
+            with self._transaction() as con:
                 concept_ids = self._concept_ids(names, create=True)
                 ids = [
                     int(r[0]) for r in con.execute("SELECT nextval('input_ids') FROM range(?)", [len(items)]).fetchall()
@@ -527,10 +533,6 @@ class Store:
                     con.unregister("new_cache")
                     staged.append((space, space_ids, vecs))
                 self._bump(by_space)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
             for space, space_ids, vecs in staged:
                 self._indexes[space].add_with_ids(vecs, space_ids)
                 self._dirty.add(space)
@@ -585,8 +587,7 @@ class Store:
             for space in by_space:
                 self._index(space)
             all_ids = [int(i) for i, _ in rows]
-            con.execute("BEGIN")
-            try:
+            with self._transaction() as con:
                 con.register("del_all", pa.table({"id": pa.array(all_ids, pa.int64())}))
                 con.execute("DELETE FROM labels WHERE input_id IN (SELECT id FROM del_all)")
                 for space in by_space:
@@ -594,10 +595,6 @@ class Store:
                 con.execute("DELETE FROM inputs WHERE id IN (SELECT id FROM del_all)")
                 con.unregister("del_all")
                 self._bump(by_space)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
             for space, space_ids in by_space.items():
                 self._indexes[space].remove_ids(np.array(space_ids, dtype=np.int64))  # type: ignore[arg-type]
                 self._dirty.add(space)
@@ -608,20 +605,15 @@ class Store:
         """Label existing inputs with a concept (created if new), replacing any earlier label for it."""
         name = check_concept_name(concept)
         with self._mutex:
-            con = self._writable()
+            self._writable()  # fail fast on a read-only store
             spaces = self._spaces_of(ids)
-            con.execute("BEGIN")
-            try:
+            with self._transaction() as con:
                 cid = self._concept_ids([name], create=True)[name]
                 con.executemany(
                     "INSERT INTO labels VALUES (?, ?, ?) ON CONFLICT (input_id, concept_id) DO UPDATE SET positive = excluded.positive",
                     [(int(i), cid, positive) for i in ids],
                 )
                 self._bump(spaces)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
             self._views.clear()
 
     def _spaces_of(self, ids: Sequence[int]) -> set[str]:
@@ -637,52 +629,37 @@ class Store:
         """Create concepts (no labels yet); existing names are left as they are."""
         clean = [check_concept_name(n) for n in names]
         with self._mutex:
-            con = self._writable()
-            con.execute("BEGIN")
-            try:
+            self._writable()  # fail fast on a read-only store
+            with self._transaction():
                 self._concept_ids(clean, create=True)
                 self._bump(self.spaces)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
 
     def rename_concept(self, old: str, new: str) -> None:
         """Rename a concept; fails if ``new`` already exists."""
         old_n, new_n = check_concept_name(old), check_concept_name(new)
         with self._mutex:
-            con = self._writable()
+            self._writable()  # fail fast on a read-only store
             cid = self._concept_ids([old_n], create=False)[old_n]
             if old_n == new_n:
                 return
             if self._row("SELECT 1 FROM concepts WHERE name = ?", [new_n]):
                 raise ConflictError(f"concept {new_n!r} already exists")
-            con.execute("BEGIN")
-            try:
+            with self._transaction() as con:
                 con.execute("UPDATE concepts SET name = ? WHERE id = ?", [new_n, cid])
                 self._bump(self.spaces)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
             self._views.clear()
 
     def delete_concept(self, name: str) -> int:
         """Remove a concept and its labels (inputs stay); returns how many labels went."""
         clean = check_concept_name(name)
         with self._mutex:
-            con = self._writable()
+            self._writable()  # fail fast on a read-only store
             cid = self._concept_ids([clean], create=False)[clean]
-            con.execute("BEGIN")
-            try:
+            with self._transaction() as con:
                 n = self._row("SELECT count(*) FROM labels WHERE concept_id = ?", [cid])[0]
                 con.execute("DELETE FROM labels WHERE concept_id = ?", [cid])
                 con.execute("DELETE FROM concepts WHERE id = ?", [cid])
                 self._bump(self.spaces)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
             self._views.clear()
             return int(n)
 
