@@ -23,7 +23,9 @@ def few_shot(y: np.ndarray, shots: int, seed: int) -> np.ndarray:
     return np.concatenate([rng.permutation(np.flatnonzero(y == c))[:shots] for c in np.unique(y)])
 
 
-def compare(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, yte: np.ndarray, k: int = 10) -> dict[str, Any]:
+def compare(
+    Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, yte: np.ndarray, k: int = 10, C: float = 10.0
+) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -46,8 +48,8 @@ def compare(Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, yte: np.ndarray, 
         "ours_fit_s": round(t_fit, 4),
         "sklearn_fit_s": round(t_fit_sk, 4),
     }
-    t_head, head = timed(lambda: LogisticHead().fit(Xtr, ytr), 1)
-    t_lr, lr = timed(lambda: LogisticRegression(max_iter=1000).fit(Xtr, ytr), 1)
+    t_head, head = timed(lambda: LogisticHead(C=C).fit(Xtr, ytr), 3)
+    t_lr, lr = timed(lambda: LogisticRegression(C=C, max_iter=1000).fit(Xtr, ytr), 3)
     out["head"] = {
         "ours_acc": acc(head.predict(Xte)),
         "sklearn_acc": acc(lr.predict(Xte)),

@@ -28,8 +28,8 @@ def main() -> None:
 
     X, y = synthetic(args.n + args.n // 10, args.d, args.k, seed=0)
     Xtr, ytr, Xte, yte = X[: args.n], y[: args.n], X[args.n :], y[args.n :]
-    t_ours, ours = timed(lambda: LogisticHead(class_weight=None).fit(Xtr, ytr), args.repeats)
-    t_sk, sk = timed(lambda: LogisticRegression(max_iter=100).fit(Xtr, ytr), args.repeats)
+    t_ours, ours = timed(lambda: LogisticHead(C=1.0, class_weight=None).fit(Xtr, ytr), args.repeats)
+    t_sk, sk = timed(lambda: LogisticRegression(C=1.0, max_iter=100).fit(Xtr, ytr), args.repeats)
     acc_ours = float(np.mean(ours.predict(Xte).astype(np.int64) == yte))
     acc_sk = float(np.mean(sk.predict(Xte) == yte))
     emit(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up, then run the main job end to end, offline: build a store with the offline embedder,
-# import a few labelled examples per concept, and classify held-out inputs.
+# import a few labelled examples per concept, classify held-out inputs, train the head, evaluate.
 # Uses ../shared/data (CIFAR-10 JPEGs, BANKING77) when present, else generated images.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,5 +50,10 @@ if [ -f "$DATA/banking77/train.csv" ]; then
   echo "== texts: BANKING77, 10 examples per intent" >&2
   vecclf import "$DATA/banking77/train.csv" --limit-per-concept 10
   vecclf predict --text "I think someone stole my card" --text "how long does a transfer take?" --top 3
+  echo "== training the logistic head, then leave-one-out evaluation of k-NN" >&2
+  vecclf train
+  vecclf predict --text "I think someone stole my card" --method head --top 3
+  vecclf eval --method knn --out "$WORK/evaluation" --json \
+    | python -c "import json,sys; r=json.load(sys.stdin); print(f\"k-NN leave-one-out on {r['examples']} {r['space']} examples: accuracy {r['accuracy']:.3f}, macro F1 {r['macro_f1']:.3f}\")"
 fi
 vecclf info --json | python -c "import json,sys; i=json.load(sys.stdin); print('store:', i['inputs'], 'concepts:', i['concepts'])"

@@ -473,7 +473,7 @@ class ConceptClassifier:
         return X, Y, list(view.classes)
 
     def train(
-        self, *, mode: str = "auto", space: str | None = None, C: float = 1.0, device: str | None = None
+        self, *, mode: str = "auto", space: str | None = None, C: float = 10.0, device: str | None = None
     ) -> dict[str, Any]:
         """Train and persist a logistic head per space that has labelled examples; returns a summary."""
         if mode not in ("auto", "exclusive", "multilabel"):
@@ -489,6 +489,8 @@ class ConceptClassifier:
             explicit_neg = any(c.negatives for c in self.store.concepts())
             exclusive_ok = single and not explicit_neg and len(classes) > 1
             chosen = mode if mode != "auto" else ("exclusive" if exclusive_ok else "multilabel")
+            import torch  # noqa: F401  (imported before timing: the first import takes seconds)
+
             started = time.perf_counter()
             if chosen == "exclusive":
                 if not single:

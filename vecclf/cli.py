@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", parents=[common], help="train the logistic head from the stored examples")
     p.add_argument("--mode", default="auto", choices=["auto", "exclusive", "multilabel"])
-    p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength (as scikit-learn)")
+    p.add_argument("--C", type=float, default=10.0, help="inverse L2 strength (as scikit-learn; default 10)")
     p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
     p.set_defaults(func=cmd_train)
 

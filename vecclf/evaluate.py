@@ -137,7 +137,7 @@ def stratified_folds(y: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
 
 
 def kfold_head(
-    X: np.ndarray, y: np.ndarray, classes: list[str], *, folds: int = 5, C: float = 1.0, seed: int = 0
+    X: np.ndarray, y: np.ndarray, classes: list[str], *, folds: int = 5, C: float = 10.0, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold exclusive-head probabilities and predictions."""
     if folds < 2:

@@ -32,6 +32,10 @@ def _device(requested: str | None) -> str:
 class LogisticHead:
     """A linear classifier over embeddings, scikit-learn style.
 
+    ``C`` is the inverse L2 strength as in scikit-learn; its default is 10, not 1, because
+    unit-norm embeddings have per-feature scale ~1/sqrt(d), so ``C=1`` (meant for
+    standardised features) shrinks the weights until probabilities are near uniform.
+
     Training stops after ``max_iter`` L-BFGS iterations, when the gradient's largest entry
     falls below ``tol``, or when an iteration changes the objective by less than
     ``tol_change``.
@@ -45,7 +49,7 @@ class LogisticHead:
         self,
         mode: Mode = "exclusive",
         *,
-        C: float = 1.0,
+        C: float = 10.0,
         class_weight: Literal["balanced"] | None = "balanced",
         max_iter: int = 100,
         tol: float = 1e-5,
