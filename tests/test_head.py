@@ -147,6 +147,22 @@ def test_zeroshot_image_needs_joint_space(tmp_path) -> None:
         assert pred.concept == "exchange rate"
 
 
+def test_verify_with_real_text_embeddings(tmp_path) -> None:
+    lost = ["I lost my card", "my card is missing", "I can't find my bank card", "my card was stolen",
+            "someone took my card", "I misplaced my debit card", "where is my card, I lost it", "card lost yesterday"]
+    rates = ["what is the exchange rate", "how much is a euro in dollars", "currency conversion rate",
+             "rate for pounds to euros", "exchange rates today", "what rate do you use for currency"]
+    with ConceptClassifier.create(tmp_path / "s", "offline") as clf:
+        clf.add_texts(lost, ["lost card"])
+        clf.add_texts(rates, ["exchange rate"])
+        yes = clf.verify(texts=["I have lost my credit card", "my card is gone"], concept="lost card")
+        no = clf.verify(texts=["what's the weather in Paris", "how do I change my PIN"], concept="lost card")
+    assert [v["verified"] for v in yes] == [True, True]
+    assert [v["verified"] for v in no] == [False, False]
+    assert all(v["threshold"] == yes[0]["threshold"] for v in yes + no)
+    assert min(v["score"] for v in yes) > max(v["score"] for v in no)
+
+
 def test_evaluate_writes_json_and_plots(clf, tmp_path) -> None:
     _colour_store(clf, n=5)
     report = clf.evaluate(method="knn", out_dir=tmp_path / "ev")

@@ -75,6 +75,9 @@ def test_add_predict_delete(clf, image_files) -> None:
         clf.delete([blue.ids[0]])
     with pytest.raises(NotFoundError):
         clf.delete([10**9])
+    for bad in (2**64, 0, -3, "7", True):
+        with pytest.raises(InvalidInputError):
+            clf.delete([bad])
 
 
 def test_new_concept_works_immediately(clf, image_files) -> None:

@@ -347,6 +347,17 @@ class ConceptClassifier:
 
         return self._add_items(items(), concepts, negatives, progress)
 
+    def add_items(
+        self,
+        items: Sequence[Item],
+        concepts: Sequence[str] = (),
+        negatives: Sequence[str] = (),
+        *,
+        progress: Progress | None = None,
+    ) -> AddReport:
+        """Add already-decoded items (see :mod:`vecclf.inputs`)."""
+        return self._add_items(items, concepts, negatives, progress)
+
     def add_texts(
         self,
         texts: Sequence[str],
@@ -415,12 +426,15 @@ class ConceptClassifier:
 
     def embed(self, media: Sequence[MediaLike] = (), texts: Sequence[str] = ()) -> list[tuple[str, str, np.ndarray]]:
         """``(source, space, vector)`` per query (a video is pooled over its sampled frames)."""
+        return self.embed_items(self._query_items(media, texts))
+
+    def embed_items(self, items: Sequence[Item]) -> list[tuple[str, str, np.ndarray]]:
+        """Embed decoded items: ``(source, space, vector)`` each."""
         emb = self.embedder
         out: list[tuple[str, str, np.ndarray]] = []
-        for it in self._query_items(media, texts):
+        for it in items:
             if isinstance(it, TextItem):
-                vec = emb.embed_texts([it.text])[0]
-                out.append((it.source, emb.space_of("text"), vec))
+                out.append((it.source, emb.space_of("text"), emb.embed_texts([it.text])[0]))
             elif isinstance(it, ImageItem):
                 out.append((it.source, emb.space_of("image"), emb.embed_images([it.image])[0]))
             else:
@@ -654,6 +668,56 @@ class ConceptClassifier:
         out = []
         for source, space, vec in self.embed(media, texts):
             out += self.predict_vectors(space, vec[None, :], method=method, k=k, top=top, sources=[source])
+        return out
+
+    def predict_stored(
+        self, ids: Sequence[int], *, method: str = "auto", k: int | None = None, top: int = 5
+    ) -> list[Prediction]:
+        """Predict for already-stored inputs from their stored vectors (no embedding).
+
+        The input itself is among its own neighbours when it is labelled.
+        """
+        records = self.store.get(ids)
+        out: list[Prediction] = []
+        for rec in records:
+            _, vecs = self.store.vectors(rec.space, [rec.id])
+            out += self.predict_vectors(rec.space, vecs, method=method, k=k, top=top, sources=[f"id:{rec.id}"])
+        return out
+
+    def verify(
+        self, media: Sequence[MediaLike] = (), *, texts: Sequence[str] = (), concept: str
+    ) -> list[dict[str, Any]]:
+        """1:1 verification: is each input the ``concept``?
+
+        The score is the best similarity to one of the concept's examples; the threshold is the
+        concept's open-set threshold (leave-one-out similarities of its examples, see
+        :meth:`thresholds`). Without enough examples to learn a threshold the answer is not verified.
+        """
+        return self.verify_items(self._query_items(media, texts), concept=concept)
+
+    def verify_items(self, items: Sequence[Item], *, concept: str) -> list[dict[str, Any]]:
+        """:meth:`verify` for decoded items."""
+        name = check_concept_name(concept)
+        out: list[dict[str, Any]] = []
+        for source, space, vec in self.embed_items(items):
+            members = self.store.concept_member_ids(space, name)
+            if len(members) == 0:
+                raise InvalidInputError(f"concept {name!r} has no examples in the {space} space to verify against")
+            sims, ids = self.store.search(space, vec[None, :], 1, restrict_to=members)
+            score = float(sims[0, 0])
+            threshold = self.thresholds(space).get(name, -np.inf)
+            calibrated = bool(np.isfinite(threshold))
+            out.append(
+                {
+                    "source": source,
+                    "concept": name,
+                    "verified": bool(calibrated and score >= threshold),
+                    "score": round(score, 6),
+                    "threshold": round(float(threshold), 6) if calibrated else None,
+                    "nearest_id": int(ids[0, 0]),
+                    "reason": None if calibrated else "too few examples to learn a threshold",
+                }
+            )
         return out
 
     def search(

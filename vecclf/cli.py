@@ -207,6 +207,22 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .server import create_app
+
+    token = os.environ.get("VECCLF_TOKEN") or None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
+        print(
+            f"vecclf: warning: serving on {args.host} without VECCLF_TOKEN: anyone who can reach it can write",
+            file=sys.stderr,
+        )
+    app = create_app(args.store, token=token, read_only=args.read_only)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=10)
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -290,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("delete", parents=[common], help="delete inputs by id")
     p.add_argument("ids", nargs="+", type=int)
     p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("serve", parents=[common], help="serve the HTTP API (uvicorn)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--read-only", action="store_true", help="refuse writes; lets other processes hold the store")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("info", parents=[common], help="describe the store")
     p.set_defaults(func=cmd_info)

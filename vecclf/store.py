@@ -151,6 +151,21 @@ def check_concept_name(name: str) -> str:
     return clean
 
 
+MAX_ID = 2**63 - 1
+
+
+def check_ids(ids: Iterable[Any]) -> list[int]:
+    """Validate input ids: integers in ``1..2**63-1`` (FAISS and DuckDB use int64)."""
+    out = []
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise InvalidInputError(f"input ids must be integers, got {i!r}")
+        if not 1 <= int(i) <= MAX_ID:
+            raise InvalidInputError(f"input id {i} is out of range (1..{MAX_ID})")
+        out.append(int(i))
+    return out
+
+
 def _identity_key(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -563,7 +578,7 @@ class Store:
 
     def delete(self, ids: Sequence[int]) -> list[int]:
         """Delete inputs (a video takes its frames with it). All ids must exist; returns every id removed."""
-        wanted = sorted({int(i) for i in ids})
+        wanted = sorted(set(check_ids(ids)))
         if not wanted:
             return []
         with self._mutex:
@@ -604,6 +619,7 @@ class Store:
     def label(self, ids: Sequence[int], concept: str, *, positive: bool = True) -> None:
         """Label existing inputs with a concept (created if new), replacing any earlier label for it."""
         name = check_concept_name(concept)
+        ids = check_ids(ids)
         with self._mutex:
             self._writable()  # fail fast on a read-only store
             spaces = self._spaces_of(ids)
@@ -684,6 +700,7 @@ class Store:
 
     def get(self, ids: Sequence[int]) -> list[InputRecord]:
         """Stored inputs by id, in the order asked; unknown ids raise :class:`NotFoundError`."""
+        ids = check_ids(ids)
         if not ids:
             return []
         with self._mutex:

@@ -1,0 +1,222 @@
+"""HTTP API: every route in-process, auth and limits, a real uvicorn server, and schemathesis."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import png_bytes, solid_image
+from starlette.testclient import TestClient
+from test_video import make_video
+
+from vecclf.server import ServerLimits, create_app
+
+RED, GREEN, BLUE = (220, 30, 30), (30, 200, 40), (30, 40, 220)
+
+
+def b64(img) -> str:  # type: ignore[no-untyped-def]
+    return base64.b64encode(png_bytes(img)).decode()
+
+
+@pytest.fixture()
+def client(clf) -> Iterator[TestClient]:
+    """An app over a tiny-CLIP store with three colour concepts."""
+    for name, rgb in (("red", RED), ("green", GREEN), ("blue", BLUE)):
+        clf.add([solid_image(rgb, seed=s) for s in range(6)], [name])
+    app = create_app(clf.store.path, classifier=clf, limits=ServerLimits(max_body_bytes=2_000_000))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_health_concepts_openapi(client) -> None:
+    r = client.get("/healthz")
+    assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["vectors"] == 18
+    assert {c["name"]: c["positives"] for c in client.get("/concepts").json()["concepts"]} == {"blue": 6, "green": 6, "red": 6}
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.") and set(spec["paths"]) == {
+        "/healthz", "/concepts", "/inputs", "/inputs/{input_id}", "/predict", "/search", "/train", "/verify"
+    }
+
+
+def test_add_inputs_json_base64_multipart_and_video(client, tmp_path) -> None:
+    r = client.post("/inputs", json={"texts": ["a red thing", "another"], "concepts": ["red"]})
+    assert r.status_code == 201 and [a["kind"] for a in r.json()["added"]] == ["text", "text"]
+    r = client.post("/inputs", json={"image_base64": b64(solid_image(RED, seed=40)), "concepts": ["red"], "negatives": ["blue"]})
+    assert r.status_code == 201 and r.json()["added"][0]["kind"] == "image"
+    files = [("file", ("g1.png", png_bytes(solid_image(GREEN, seed=41)), "image/png")),
+             ("file", ("g2.jpg", png_bytes(solid_image(GREEN, seed=42), "JPEG"), "image/jpeg"))]
+    r = client.post("/inputs", files=files, data={"concept": "green"})
+    assert r.status_code == 201 and [a["source"] for a in r.json()["added"]] == ["g1.png", "g2.jpg"]
+    video = make_video(tmp_path / "clip.mp4", [RED, BLUE])
+    r = client.post("/inputs", files={"file": ("clip.mp4", video.read_bytes(), "video/mp4")}, data={"concept": "clip"})
+    assert r.status_code == 201 and r.json()["added"] == [{"id": r.json()["added"][0]["id"], "kind": "video", "source": "clip.mp4"}]
+    vid = r.json()["added"][0]["id"]
+    assert client.delete(f"/inputs/{vid}").json()["deleted"] == [vid, vid + 1, vid + 2]
+    assert client.delete(f"/inputs/{vid}").status_code == 404
+
+
+def test_predict_by_text_image_id_and_upload(client) -> None:
+    r = client.post("/predict", json={"image_base64": b64(solid_image(BLUE, seed=77)), "k": 5})
+    pred = r.json()["predictions"][0]
+    assert r.status_code == 200 and pred["concept"] == "blue" and pred["method"] == "knn" and len(pred["neighbours"]) == 5
+    r = client.post("/predict", json={"id": 1})
+    assert r.status_code == 200 and r.json()["predictions"][0]["nearest"] == "red"
+    up = client.post("/predict", files={"file": ("q.png", png_bytes(solid_image(GREEN, seed=78)), "image/png")})
+    assert up.status_code == 200 and up.json()["predictions"][0]["concept"] == "green"
+    texts = client.post("/predict", json={"texts": ["x", "y"]})
+    assert texts.status_code == 200 and len(texts.json()["predictions"]) == 2
+
+
+def test_search_filters_by_concept_before_ranking(client) -> None:
+    r = client.post("/search", json={"image_base64": b64(solid_image(RED, seed=5)), "k": 3, "concept": "blue"})
+    hits = r.json()["results"][0]
+    assert r.status_code == 200 and len(hits) == 3 and all(h["concepts"] == ["blue"] for h in hits)
+    assert client.post("/search", json={"id": 1, "k": 1}).json()["results"][0][0]["id"] == 1
+    assert client.post("/search", json={"text": "x", "concept": "nope"}).status_code == 404
+
+
+def test_train_then_head_predictions_and_verify(client) -> None:
+    r = client.post("/train", json={"mode": "exclusive"})
+    assert r.status_code == 200 and r.json()["trained"]["joint"]["classes"] == ["blue", "green", "red"]
+    pred = client.post("/predict", json={"image_base64": b64(solid_image(RED, seed=90))}).json()["predictions"][0]
+    assert pred["method"] == "head" and pred["concept"] == "red"
+    # (tiny random CLIP: scores are all close to 1, so this checks the contract, not accuracy;
+    # tests/test_head.py::test_verify_with_real_text_embeddings checks the semantics)
+    same = client.post("/verify", json={"image_base64": b64(solid_image(RED, seed=91)), "concept": "red"}).json()
+    other = client.post("/verify", json={"image_base64": b64(solid_image((250, 250, 250), seed=92)), "concept": "red"}).json()
+    for v in (same["verifications"][0], other["verifications"][0]):
+        assert v["concept"] == "red" and v["threshold"] is not None and v["verified"] == (v["score"] >= v["threshold"])
+    assert same["verifications"][0]["score"] > other["verifications"][0]["score"]
+    assert client.post("/verify", json={"text": "x"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        ("post", "/predict", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400),
+        ("post", "/predict", {"content": b"[" * 5000 + b"]" * 5000, "headers": {"content-type": "application/json"}}, 400),
+        ("post", "/predict", {"json": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": {"k": {"l": {"m": {"n": {"o": {"p": {"q": 1}}}}}}}}}}}}}}}}}}, 400),
+        ("post", "/predict", {"json": {}}, 400),
+        ("post", "/predict", {"json": {"text": "x", "k": 0}}, 400),
+        ("post", "/predict", {"json": {"text": "x", "k": "5"}}, 400),
+        ("post", "/predict", {"json": {"text": "x", "method": "magic"}}, 400),
+        ("post", "/predict", {"json": {"text": ""}}, 400),
+        ("post", "/predict", {"json": {"image_base64": "not base64!"}}, 400),
+        ("post", "/predict", {"json": {"image_base64": base64.b64encode(b"GIF89a garbage").decode()}}, 400),
+        ("post", "/predict", {"json": {"id": 999999}}, 404),
+        ("post", "/predict", {"json": {"id": 1, "text": "x"}}, 400),
+        ("post", "/predict", {"content": b"x=1", "headers": {"content-type": "text/plain"}}, 400),
+        ("post", "/inputs", {"json": {"text": "x", "concepts": ["unknown"]}}, 400),
+        ("post", "/inputs", {"json": {"text": "x", "concepts": "red"}}, 400),
+        ("post", "/inputs", {"files": {"other": ("a.png", b"123", "image/png")}}, 400),
+        ("post", "/inputs", {"content": b"x" * 2_100_000, "headers": {"content-type": "application/json"}}, 413),
+        ("post", "/train", {"json": {"C": -1}}, 400),
+        ("delete", "/inputs/abc", {}, 400),
+        ("get", "/nope", {}, 404),
+        ("get", "/predict", {}, 405),
+    ],
+)
+def test_bad_requests_get_json_4xx(client, method, path, kwargs, status) -> None:
+    r = getattr(client, method)(path, **kwargs) if method != "post" else client.post(path, **kwargs)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["type"] and err["message"] and "Traceback" not in r.text
+
+
+def test_decompression_bomb_and_streamed_oversize_body(client) -> None:
+    from PIL import Image
+
+    bomb = png_bytes(Image.new("1", (20_000, 20_000)))
+    r = client.post("/predict", files={"file": ("bomb.png", bomb, "image/png")})
+    assert r.status_code == 413 and "pixels" in r.json()["error"]["message"]
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(30):
+            yield b"x" * 100_000  # no Content-Length: counted as it streams
+
+    r = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_bearer_token_required_except_healthz(clf) -> None:
+    clf.add([solid_image(RED)], ["red"])
+    app = create_app(clf.store.path, classifier=clf, token="s3cret")
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200
+        r = c.get("/concepts")
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert c.get("/concepts", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/concepts", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def live_server(tmp_path) -> Iterator[str]:
+    """`vecclf serve` in its own process on a free loopback port, over a tiny-CLIP store."""
+    store = tmp_path / "live"
+    env = {**os.environ, "VECCLF_STORE": str(store)}
+    env.pop("VECCLF_TOKEN", None)
+    run = [sys.executable, "-m", "vecclf.cli"]
+    assert subprocess.run([*run, "init", "--model", "tiny-clip"], env=env, capture_output=True, timeout=300).returncode == 0
+    port = _free_port()
+    log_path = tmp_path / "server.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen([*run, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, log_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_real_uvicorn_server(live_server) -> None:
+    with httpx.Client(base_url=live_server, timeout=60) as http:
+        for name, rgb in (("red", RED), ("blue", BLUE)):
+            r = http.post("/inputs", json={"image_base64": b64(solid_image(rgb)), "concepts": [name]})
+            assert r.status_code == 201
+        r = http.post("/predict", json={"image_base64": b64(solid_image(BLUE, seed=3))})
+        assert r.status_code == 200 and r.json()["predictions"][0]["nearest"] == "blue"
+        assert http.post("/predict", content=b"{", headers={"content-type": "application/json"}).status_code == 400
+
+
+def test_schemathesis_finds_no_server_error(live_server) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+
+    schema = schemathesis.openapi.from_url(f"{live_server}/openapi.json")
+    operations = [op.ok() for op in schema.get_all_operations()]
+    assert len(operations) == 8
+    for operation in operations:
+
+        @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def check(case) -> None:  # type: ignore[no-untyped-def]
+            response = case.call(base_url=live_server, timeout=60)
+            case.validate_response(response, checks=[not_a_server_error])
+
+        check()
