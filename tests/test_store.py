@@ -118,6 +118,21 @@ def test_faiss_index_rebuilt_when_missing_or_stale(clf, image_files) -> None:
         assert ids[0] not in found
 
 
+def test_generation_counts_each_write_once_and_survives_reopen(clf, image_files) -> None:
+    assert clf.store.generation("joint") == 0
+    ids = clf.add(image_files["red"][:2], ["red"]).ids
+    clf.store.label(ids, "warm")
+    clf.delete(ids[:1])
+    assert clf.store.generation("joint") == 3
+    with pytest.raises(InvalidInputError):  # a failed write changes nothing
+        clf.store.add([NewInput("text", "joint", "h", np.full(64, np.nan, np.float32))])
+    assert clf.store.generation("joint") == 3
+    path = clf.store.path
+    clf.close()
+    with Store.open(path, read_only=True) as s:
+        assert s.generation("joint") == 3
+
+
 def test_second_writer_fails_fast_naming_holder(clf) -> None:
     out = _run_py(
         f"""

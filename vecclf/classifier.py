@@ -467,12 +467,15 @@ class ConceptClassifier:
     # ------------------------------------------------------------------ heads
     def head(self, space: str) -> tuple[LogisticHead, bool] | None:
         """The stored head for ``space`` and whether it is fresh (trained at the current generation)."""
-        stored = self.store.load_head(space)
-        if stored is None:
+        gen = self.store.head_generation(space)
+        if gen is None:
             return None
-        gen, meta, arrays, _ = stored
         cached = self._heads.get(space)
         if cached is None or cached[0] != gen:
+            stored = self.store.load_head(space)
+            if stored is None:  # deleted meanwhile
+                return None
+            gen, meta, arrays, _ = stored
             cached = (gen, LogisticHead.from_state(meta, arrays))
             self._heads[space] = cached
         return cached[1], gen == self.store.generation(space)
@@ -677,11 +680,10 @@ class ConceptClassifier:
 
         The input itself is among its own neighbours when it is labelled.
         """
-        records = self.store.get(ids)
         out: list[Prediction] = []
-        for rec in records:
-            _, vecs = self.store.vectors(rec.space, [rec.id])
-            out += self.predict_vectors(rec.space, vecs, method=method, k=k, top=top, sources=[f"id:{rec.id}"])
+        for input_id in ids:
+            space, vec = self.store.vector(input_id)
+            out += self.predict_vectors(space, vec[None, :], method=method, k=k, top=top, sources=[f"id:{input_id}"])
         return out
 
     def verify(

@@ -394,9 +394,7 @@ def create_app(
         k = _bounded(parsed.body, "k", 10, lim.max_k)
         concept = _opt(parsed.body, "concept", str)
         if parsed.stored_id is not None:
-            (rec,) = await run_in_threadpool(clf.store.get, [parsed.stored_id])
-            _, vecs = await run_in_threadpool(clf.store.vectors, rec.space, [rec.id])
-            queries = [(rec.space, vecs[0])]
+            queries = [await run_in_threadpool(clf.store.vector, parsed.stored_id)]
         else:
             queries = [(space, vec) for _, space, vec in await vectors(request, parsed.items)]
         results = []

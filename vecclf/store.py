@@ -209,6 +209,7 @@ class Store:
         self.identity: dict[str, Any] = json.loads(meta["embedder_identity"])
         self.spaces: dict[str, int] = json.loads(meta["spaces"])
         self.schema_version = int(meta["schema_version"])
+        self._gens: dict[str, int] = {}
         self._model_key = _identity_key(self.identity)
 
     # ----------------------------------------------------------------- open/close
@@ -365,6 +366,7 @@ class Store:
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
+            self._gens.clear()  # re-read: bumps made inside the failed transaction did not happen
             raise
 
     def _writable(self) -> duckdb.DuckDBPyConnection:
@@ -386,14 +388,19 @@ class Store:
         )
 
     def _generation(self, space: str) -> int:
-        row = self._row("SELECT value FROM meta WHERE key = ?", [f"gen:{space}"])
-        return int(row[0]) if row else 0
+        # Kept in memory: this process is the store's only writer (read-only opens exclude writers).
+        if space not in self._gens:
+            row = self._row("SELECT value FROM meta WHERE key = ?", [f"gen:{space}"])
+            self._gens[space] = int(row[0]) if row else 0
+        return self._gens[space]
 
     def _bump(self, spaces: Iterable[str]) -> None:
         for space in set(spaces):
+            current = self._generation(space)  # before the UPDATE, which the cache must not count twice
             self._db().execute(
                 "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) WHERE key = ?", [f"gen:{space}"]
             )
+            self._gens[space] = current + 1
 
     def _check_space(self, space: str) -> int:
         if space not in self.spaces:
@@ -703,30 +710,48 @@ class Store:
         ids = check_ids(ids)
         if not ids:
             return []
+        wanted = sorted(set(ids))
         with self._mutex:
-            con = self._db()
-            con.register("get_ids", pa.table({"id": pa.array([int(i) for i in ids], pa.int64())}))
-            try:
-                rows = con.execute(
-                    "SELECT i.id, i.kind, i.space, i.source, i.text, i.parent_id, i.frame_index, i.timestamp_s, "
-                    "list(c.name ORDER BY c.name) FILTER (WHERE l.positive), "
-                    "list(c.name ORDER BY c.name) FILTER (WHERE NOT l.positive) "
-                    "FROM inputs i JOIN get_ids g USING (id) "
-                    "LEFT JOIN labels l ON l.input_id = coalesce(i.parent_id, i.id) "
-                    "LEFT JOIN concepts c ON c.id = l.concept_id GROUP BY ALL"
-                ).fetchall()
-            finally:
-                con.unregister("get_ids")
-        by_id = {
-            int(r[0]): InputRecord(
-                int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], list(r[8] or []), list(r[9] or [])
+            # Two plain lookups beat one join + GROUP BY (about 3 ms vs 7.5 ms for a few ids).
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT id, kind, space, source, text, parent_id, frame_index, timestamp_s FROM inputs "
+                    "WHERE id = ANY(?)",
+                    [wanted],
+                )
+                .fetchall()
             )
-            for r in rows
-        }
+            roots = sorted({int(r[5] if r[5] is not None else r[0]) for r in rows})
+            labels = (
+                self._db()
+                .execute(
+                    "SELECT l.input_id, c.name, l.positive FROM labels l JOIN concepts c ON c.id = l.concept_id "
+                    "WHERE l.input_id = ANY(?) ORDER BY c.name",
+                    [roots],
+                )
+                .fetchall()
+            )
+        pos: dict[int, list[str]] = {}
+        neg: dict[int, list[str]] = {}
+        for input_id, name, positive in labels:
+            (pos if positive else neg).setdefault(int(input_id), []).append(name)
+        by_id = {}
+        for r in rows:
+            root = int(r[5] if r[5] is not None else r[0])
+            by_id[int(r[0])] = InputRecord(
+                int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], pos.get(root, []), neg.get(root, [])
+            )
         missing = [int(i) for i in ids if int(i) not in by_id]
         if missing:
             raise NotFoundError(f"no input with id {', '.join(map(str, missing))}")
         return [by_id[int(i)] for i in ids]
+
+    def vector(self, input_id: int) -> tuple[str, np.ndarray]:
+        """``(space, vector)`` of one stored input, read back from the FAISS index."""
+        (rec,) = self.get([input_id])
+        with self._mutex:
+            return rec.space, np.asarray(self._index(rec.space).reconstruct(int(input_id)), dtype=np.float32)
 
     def vectors(self, space: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, vectors)`` of a space, sorted by id (all of them, or those asked for that exist)."""
@@ -837,6 +862,12 @@ class Store:
                 "weights = excluded.weights, trained_at = now()",
                 [space, generation, meta, buf.getvalue()],
             )
+
+    def head_generation(self, space: str) -> int | None:
+        """The generation the stored head of ``space`` was trained at, or None (no weights read)."""
+        with self._mutex:
+            row = self._row("SELECT generation FROM heads WHERE space = ?", [space])
+        return None if row is None else int(row[0])
 
     def load_head(self, space: str) -> tuple[int, str, dict[str, np.ndarray], str] | None:
         """``(generation, meta JSON, arrays, trained_at)`` of the stored head, or None."""
