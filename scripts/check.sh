@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 .venv/bin/ruff format --check vecclf benchmarks
 .venv/bin/mypy vecclf
 # benchmarks are not timed in CI: tiny sizes prove they still run
-(cd benchmarks && ../.venv/bin/python bench_head.py --smoke > /dev/null && ../.venv/bin/python bench_classifiers.py --smoke > /dev/null)
+(
+  cd benchmarks
+  ../.venv/bin/python bench_head.py --smoke > /dev/null
+  ../.venv/bin/python bench_classifiers.py --smoke > /dev/null
+  ../.venv/bin/python bench_http.py --smoke > /dev/null
+)
 echo "benchmarks: smoke runs ok"
 .venv/bin/python -m pytest -q "$@"
