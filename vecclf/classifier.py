@@ -564,7 +564,23 @@ class ConceptClassifier:
         weighting: knn.Weighting = "similarity",
         sources: Sequence[str] | None = None,
     ) -> list[Prediction]:
-        """Predictions for already-embedded queries in ``space`` (see :meth:`predict`)."""
+        """Predictions for already-embedded queries in ``space`` (see :meth:`predict`).
+
+        The store is read under one consistent view: a concurrent write lands before or after.
+        """
+        with self.store.reading():
+            return self._predict_vectors(space, vectors, method, k, top, weighting, sources)
+
+    def _predict_vectors(
+        self,
+        space: str,
+        vectors: np.ndarray,
+        method: str,
+        k: int | None,
+        top: int,
+        weighting: knn.Weighting,
+        sources: Sequence[str] | None,
+    ) -> list[Prediction]:
         k = self.k if k is None else k
         if k <= 0 or top <= 0:
             raise InvalidInputError("k and top must be positive")
@@ -682,8 +698,11 @@ class ConceptClassifier:
         """
         out: list[Prediction] = []
         for input_id in ids:
-            space, vec = self.store.vector(input_id)
-            out += self.predict_vectors(space, vec[None, :], method=method, k=k, top=top, sources=[f"id:{input_id}"])
+            with self.store.reading():  # the input cannot vanish between reading its vector and voting
+                space, vec = self.store.vector(input_id)
+                out += self.predict_vectors(
+                    space, vec[None, :], method=method, k=k, top=top, sources=[f"id:{input_id}"]
+                )
         return out
 
     def verify(
@@ -702,12 +721,13 @@ class ConceptClassifier:
         name = check_concept_name(concept)
         out: list[dict[str, Any]] = []
         for source, space, vec in self.embed_items(items):
-            members = self.store.concept_member_ids(space, name)
-            if len(members) == 0:
-                raise InvalidInputError(f"concept {name!r} has no examples in the {space} space to verify against")
-            sims, ids = self.store.search(space, vec[None, :], 1, restrict_to=members)
+            with self.store.reading():
+                members = self.store.concept_member_ids(space, name)
+                if len(members) == 0:
+                    raise InvalidInputError(f"concept {name!r} has no examples in the {space} space to verify against")
+                sims, ids = self.store.search(space, vec[None, :], 1, restrict_to=members)
+                threshold = self.thresholds(space).get(name, -np.inf)
             score = float(sims[0, 0])
-            threshold = self.thresholds(space).get(name, -np.inf)
             calibrated = bool(np.isfinite(threshold))
             out.append(
                 {
@@ -741,23 +761,24 @@ class ConceptClassifier:
     def search_vectors(
         self, space: str, vectors: np.ndarray, *, k: int = 10, concept: str | None = None
     ) -> list[list[Hit]]:
-        """Search with already-embedded queries."""
-        self._check_queryable(space)
-        restrict = self.store.concept_member_ids(space, concept) if concept is not None else None
-        if restrict is not None and len(restrict) == 0:
-            return [[] for _ in range(len(vectors))]
-        sims, ids = self.store.search(space, vectors, k, restrict_to=restrict)
-        results: list[list[Hit]] = []
-        for row_s, row_i in zip(sims, ids):
-            keep = [(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0]
-            records = self.store.get([i for i, _ in keep])
-            results.append(
-                [
-                    Hit(r.id, round(s, 6), r.kind, r.source, r.text, r.parent_id, r.timestamp_s, r.concepts)
-                    for r, (_, s) in zip(records, keep)
-                ]
-            )
-        return results
+        """Search with already-embedded queries (one consistent view of the store)."""
+        with self.store.reading():
+            self._check_queryable(space)
+            restrict = self.store.concept_member_ids(space, concept) if concept is not None else None
+            if restrict is not None and len(restrict) == 0:
+                return [[] for _ in range(len(vectors))]
+            sims, ids = self.store.search(space, vectors, k, restrict_to=restrict)
+            results: list[list[Hit]] = []
+            for row_s, row_i in zip(sims, ids):
+                keep = [(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0]
+                records = self.store.get([i for i, _ in keep])
+                results.append(
+                    [
+                        Hit(r.id, round(s, 6), r.kind, r.source, r.text, r.parent_id, r.timestamp_s, r.concepts)
+                        for r, (_, s) in zip(records, keep)
+                    ]
+                )
+            return results
 
     def evaluate(
         self,

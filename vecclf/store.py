@@ -18,7 +18,7 @@ import sys
 import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import _sql
+from ._locks import RWLock
 from .errors import (
     ConflictError,
     InvalidInputError,
@@ -200,7 +201,10 @@ class Store:
         self.read_only = read_only
         self._con = con
         self._lock_fd = lock_fd
-        self._mutex = threading.RLock()
+        self._lock = RWLock()
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._load_lock = threading.Lock()
         self._indexes: dict[str, faiss.Index] = {}
         self._dirty: set[str] = set()
         self._views: dict[str, LabelView] = {}
@@ -214,7 +218,7 @@ class Store:
 
     # ----------------------------------------------------------------- open/close
     @staticmethod
-    def _lock(path: Path) -> int:
+    def _take_file_lock(path: Path) -> int:
         lock_path = path / LOCK_FILE
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -243,7 +247,7 @@ class Store:
         if (root / DB_FILE).exists():
             raise ConflictError(f"a store already exists at {root}")
         root.mkdir(parents=True, exist_ok=True)
-        fd = cls._lock(root)
+        fd = cls._take_file_lock(root)
         try:
             con = duckdb.connect(str(root / DB_FILE))
             con.execute("BEGIN")
@@ -273,7 +277,7 @@ class Store:
         db = root / DB_FILE
         if not db.is_file():
             raise StoreNotFoundError(f"no vecclf store at {root} (create one with `vecclf init`)")
-        fd = None if read_only else cls._lock(root)
+        fd = None if read_only else cls._take_file_lock(root)
         try:
             try:
                 con = duckdb.connect(str(db), read_only=read_only)
@@ -315,7 +319,7 @@ class Store:
 
     def flush(self) -> None:
         """Save every changed FAISS index atomically and record its generation and checksum."""
-        with self._mutex:
+        with self._lock.write():
             if self.read_only:
                 return
             for space in sorted(self._dirty):
@@ -333,12 +337,15 @@ class Store:
 
     def close(self) -> None:
         """Flush and release the database and the writer lock. Safe to call twice."""
-        with self._mutex:
+        with self._lock.write():
             if self._con is None:
                 return
             try:
                 self.flush()
             finally:
+                for cursor in self._cursors:
+                    cursor.close()
+                self._cursors.clear()
                 self._con.close()
                 self._con = None  # type: ignore[assignment]
                 self._unlock(self._lock_fd)
@@ -352,9 +359,21 @@ class Store:
 
     # ----------------------------------------------------------------- helpers
     def _db(self) -> duckdb.DuckDBPyConnection:
+        """The writer's connection, or this reader thread's own cursor (DuckDB connections are per thread)."""
         if self._con is None:
             raise StoreError("store is closed")
-        return self._con
+        if self._lock.held_for_write():
+            return self._con
+        cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._con.cursor()
+            self._local.cursor = cursor
+            self._cursors.append(cursor)
+        return cursor
+
+    def reading(self) -> AbstractContextManager[None]:
+        """Hold a consistent view across several reads (writers wait until the block ends)."""
+        return self._lock.read()
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -433,6 +452,15 @@ class Store:
         index = self._indexes.get(space)
         if index is not None:
             return index
+        with self._load_lock:  # readers may race to load: one loads, the others reuse it
+            index = self._indexes.get(space)
+            if index is None:
+                index = self._load_index(space)
+                self._indexes[space] = index
+            return index
+
+    def _load_index(self, space: str) -> faiss.Index:
+        """Read the index file if it matches DuckDB (generation, count, checksum), else rebuild."""
         dim = self._check_space(space)
         count = self._row(f"SELECT count(*) FROM {_sql.space_table(space)}")[0]
         path = self._index_path(space)
@@ -444,7 +472,6 @@ class Store:
                     if _file_sha256(path) == record.get("sha256"):
                         loaded = faiss.read_index(str(path))
                         if loaded.ntotal == count and loaded.d == dim:
-                            self._indexes[space] = loaded
                             return loaded
                 except (RuntimeError, OSError):
                     pass  # torn or unreadable: fall through to a rebuild
@@ -452,7 +479,6 @@ class Store:
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         if len(ids):
             index.add_with_ids(vectors, ids)
-        self._indexes[space] = index
         self._dirty.add(space)
         return index
 
@@ -475,7 +501,7 @@ class Store:
         """Add inputs with their vectors and labels in one transaction; returns their new ids."""
         if not items:
             return []
-        with self._mutex:
+        with self._lock.write():
             self._writable()  # fail fast on a read-only store
             model = self._model_key
             for it in items:
@@ -565,7 +591,7 @@ class Store:
         """Vectors already computed by this store's embedder for these content hashes."""
         if not hashes:
             return {}
-        with self._mutex:
+        with self._lock.read():
             self._check_space(space)
             table = pa.table({"content_hash": list(set(hashes))})
             con = self._db()
@@ -588,7 +614,7 @@ class Store:
         wanted = sorted(set(check_ids(ids)))
         if not wanted:
             return []
-        with self._mutex:
+        with self._lock.write():
             con = self._writable()
             table = pa.table({"id": pa.array(wanted, pa.int64())})
             con.register("del_ids", table)
@@ -627,7 +653,7 @@ class Store:
         """Label existing inputs with a concept (created if new), replacing any earlier label for it."""
         name = check_concept_name(concept)
         ids = check_ids(ids)
-        with self._mutex:
+        with self._lock.write():
             self._writable()  # fail fast on a read-only store
             spaces = self._spaces_of(ids)
             with self._transaction() as con:
@@ -651,7 +677,7 @@ class Store:
     def create_concepts(self, names: Sequence[str]) -> None:
         """Create concepts (no labels yet); existing names are left as they are."""
         clean = [check_concept_name(n) for n in names]
-        with self._mutex:
+        with self._lock.write():
             self._writable()  # fail fast on a read-only store
             with self._transaction():
                 self._concept_ids(clean, create=True)
@@ -660,7 +686,7 @@ class Store:
     def rename_concept(self, old: str, new: str) -> None:
         """Rename a concept; fails if ``new`` already exists."""
         old_n, new_n = check_concept_name(old), check_concept_name(new)
-        with self._mutex:
+        with self._lock.write():
             self._writable()  # fail fast on a read-only store
             cid = self._concept_ids([old_n], create=False)[old_n]
             if old_n == new_n:
@@ -675,7 +701,7 @@ class Store:
     def delete_concept(self, name: str) -> int:
         """Remove a concept and its labels (inputs stay); returns how many labels went."""
         clean = check_concept_name(name)
-        with self._mutex:
+        with self._lock.write():
             self._writable()  # fail fast on a read-only store
             cid = self._concept_ids([clean], create=False)[clean]
             with self._transaction() as con:
@@ -689,7 +715,7 @@ class Store:
     # ----------------------------------------------------------------- reads
     def concepts(self) -> list[ConceptInfo]:
         """All concepts with their positive and negative label counts, by name."""
-        with self._mutex:
+        with self._lock.read():
             rows = (
                 self._db()
                 .execute(
@@ -702,7 +728,7 @@ class Store:
 
     def has_concept(self, name: str) -> bool:
         """True when a concept of this name exists."""
-        with self._mutex:
+        with self._lock.read():
             return self._row("SELECT 1 FROM concepts WHERE name = ?", [name]) is not None
 
     def get(self, ids: Sequence[int]) -> list[InputRecord]:
@@ -711,7 +737,7 @@ class Store:
         if not ids:
             return []
         wanted = sorted(set(ids))
-        with self._mutex:
+        with self._lock.read():
             # Two plain lookups beat one join + GROUP BY (about 3 ms vs 7.5 ms for a few ids).
             rows = (
                 self._db()
@@ -750,25 +776,25 @@ class Store:
     def vector(self, input_id: int) -> tuple[str, np.ndarray]:
         """``(space, vector)`` of one stored input, read back from the FAISS index."""
         (rec,) = self.get([input_id])
-        with self._mutex:
+        with self._lock.read():
             return rec.space, np.asarray(self._index(rec.space).reconstruct(int(input_id)), dtype=np.float32)
 
     def vectors(self, space: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, vectors)`` of a space, sorted by id (all of them, or those asked for that exist)."""
-        with self._mutex:
+        with self._lock.read():
             self._check_space(space)
             return self._read_vectors(space, ids)
 
     def count(self, space: str | None = None) -> int:
         """Number of stored vectors (in one space, or all)."""
-        with self._mutex:
+        with self._lock.read():
             spaces = [space] if space else list(self.spaces)
             return sum(int(self._index(s).ntotal) for s in spaces)
 
     def concept_member_ids(self, space: str, concept: str) -> np.ndarray:
         """Ids in ``space`` positively labelled with ``concept`` (frames through their video)."""
         name = check_concept_name(concept)
-        with self._mutex:
+        with self._lock.read():
             self._concept_ids([name], create=False)
             rows = (
                 self._db()
@@ -794,7 +820,7 @@ class Store:
             raise InvalidInputError(f"query vectors must have shape (n, {dim}), got {q.shape}")
         if k <= 0:
             raise InvalidInputError(f"k must be positive, got {k}")
-        with self._mutex:
+        with self._lock.read():
             index = self._index(space)
             k_eff = max(1, min(k, index.ntotal))
             if index.ntotal == 0:
@@ -808,7 +834,7 @@ class Store:
 
     def label_view(self, space: str) -> LabelView:
         """Current labels of ``space`` as arrays (cached until the next write)."""
-        with self._mutex:
+        with self._lock.read():
             self._check_space(space)
             gen = self._generation(space)
             view = self._views.get(space)
@@ -845,7 +871,7 @@ class Store:
 
     def generation(self, space: str) -> int:
         """The space's write counter (bumped by every add, delete, label or concept change)."""
-        with self._mutex:
+        with self._lock.read():
             self._check_space(space)
             return self._generation(space)
 
@@ -853,7 +879,7 @@ class Store:
         """Persist a trained head for ``space`` (replacing the previous one)."""
         buf = io.BytesIO()
         np.savez(buf, **arrays)  # type: ignore[arg-type]
-        with self._mutex:
+        with self._lock.write():
             con = self._writable()
             self._check_space(space)
             con.execute(
@@ -865,13 +891,13 @@ class Store:
 
     def head_generation(self, space: str) -> int | None:
         """The generation the stored head of ``space`` was trained at, or None (no weights read)."""
-        with self._mutex:
+        with self._lock.read():
             row = self._row("SELECT generation FROM heads WHERE space = ?", [space])
         return None if row is None else int(row[0])
 
     def load_head(self, space: str) -> tuple[int, str, dict[str, np.ndarray], str] | None:
         """``(generation, meta JSON, arrays, trained_at)`` of the stored head, or None."""
-        with self._mutex:
+        with self._lock.read():
             row = self._row("SELECT generation, meta, weights, trained_at FROM heads WHERE space = ?", [space])
         if row is None:
             return None
@@ -881,7 +907,7 @@ class Store:
 
     def info(self) -> dict[str, Any]:
         """A summary: path, embedder, schema version, counts per space and kind, concepts."""
-        with self._mutex:
+        with self._lock.read():
             con = self._db()
             kinds = dict(con.execute("SELECT kind, count(*) FROM inputs GROUP BY kind ORDER BY kind").fetchall())
             n_concepts = self._row("SELECT count(*) FROM concepts")[0]

@@ -1,0 +1,104 @@
+"""Readers run together, writers alone; predictions stay consistent while a writer adds and deletes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from conftest import solid_image
+
+from vecclf._locks import RWLock
+
+
+def test_readers_overlap_and_writers_exclude() -> None:
+    lock = RWLock()
+    both_inside = threading.Barrier(2, timeout=5)
+    events: list[str] = []
+
+    def reader() -> None:
+        with lock.read():
+            both_inside.wait()  # only passes if two readers hold the lock at the same time
+            with lock.read():  # re-entrant
+                events.append("read")
+
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join(10)
+    assert events == ["read", "read"]
+
+    holding = threading.Event()
+    release = threading.Event()
+
+    def long_reader() -> None:
+        with lock.read():
+            holding.set()
+            release.wait(5)
+            events.append("reader done")
+
+    def writer() -> None:
+        with lock.write():
+            with lock.read():  # a writer may read
+                events.append("writer")
+
+    r = threading.Thread(target=long_reader)
+    r.start()
+    holding.wait(5)
+    w = threading.Thread(target=writer)
+    w.start()
+    time.sleep(0.2)
+    assert "writer" not in events  # blocked by the reader
+    release.set()
+    r.join(5)
+    w.join(5)
+    assert events[-2:] == ["reader done", "writer"]
+    with lock.read(), pytest.raises(RuntimeError):
+        with lock.write():
+            pass
+
+
+def test_eight_readers_and_a_writer(clf) -> None:
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+    for name, rgb in colours.items():
+        clf.add([solid_image(rgb, seed=s) for s in range(5)], [name])
+    queries = {name: clf.embed([solid_image(rgb, seed=100)])[0][2] for name, rgb in colours.items()}
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    answers = [0]
+
+    def reader(n: int) -> None:
+        try:
+            while not stop.is_set():
+                name = list(colours)[n % 3]
+                pred = clf.predict_vectors("joint", queries[name][None, :], k=5)[0]
+                assert pred.nearest in colours and pred.neighbours
+                assert all(nb["concepts"] for nb in pred.neighbours)  # evidence read in the same view
+                hits = clf.search_vectors("joint", queries[name][None, :], k=4, concept=name)[0]
+                assert hits and all(h.concepts == [name] for h in hits)
+                answers[0] += 1
+        except BaseException as exc:  # reported to the main thread
+            errors.append(exc)
+
+    def writer() -> None:
+        try:
+            for i in range(15):
+                ids = clf.add([solid_image(colours["green"], seed=1000 + i)], ["green"]).ids
+                if i % 2:
+                    clf.delete(ids)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(8)]
+    threads.append(threading.Thread(target=writer))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:3]
+    assert answers[0] > 8
+    assert clf.store.count() == 15 + 8  # 15 added, 7 deleted
+    assert clf.store.count() == len(clf.store.vectors("joint")[0])  # FAISS agrees with DuckDB
