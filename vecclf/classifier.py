@@ -367,15 +367,16 @@ class ConceptClassifier:
         progress: Progress | None = None,
     ) -> AddReport:
         """Add texts labelled with ``concepts``; empty texts are reported as failures."""
+        items = self._text_items((f"<text {n}>", t) for n, t in enumerate(texts))
+        return self._add_items(items, concepts, negatives, progress)
 
-        def items() -> Iterator[Item | Failure]:
-            for n, t in enumerate(texts):
-                try:
-                    yield make_text(t, source=f"<text {n}>", limits=self.limits)
-                except VecclfError as exc:
-                    yield Failure(f"<text {n}>", str(exc))
-
-        return self._add_items(items(), concepts, negatives, progress)
+    def _text_items(self, texts: Iterable[tuple[str, str]]) -> Iterator[Item | Failure]:
+        """``(source, text)`` pairs as text items, or failures naming the source."""
+        for source, text in texts:
+            try:
+                yield make_text(text, source=source, limits=self.limits)
+            except VecclfError as exc:
+                yield Failure(source, str(exc))
 
     def import_path(
         self,
@@ -402,15 +403,8 @@ class ConceptClassifier:
             groups.setdefault(label, []).append((n, text))
         for label in sorted(groups, key=lambda x: (x is None, x or "")):
             chosen = groups[label][:limit_per_concept] if limit_per_concept else groups[label]
-
-            def items(chosen: list[tuple[int, str]] = chosen) -> Iterator[Item | Failure]:
-                for n, text in chosen:
-                    try:
-                        yield make_text(text, source=f"{p}:{n}", limits=self.limits)
-                    except VecclfError as exc:
-                        yield Failure(f"{p}:{n}", str(exc))
-
-            report.merge(self._add_items(items(), [label] if label else [], (), progress))
+            items = self._text_items((f"{p}:{n}", text) for n, text in chosen)
+            report.merge(self._add_items(items, [label] if label else [], (), progress))
         return report
 
     # ------------------------------------------------------------------ querying

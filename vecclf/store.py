@@ -726,11 +726,6 @@ class Store:
             )
         return [ConceptInfo(name, int(p), int(n)) for name, p, n in rows]
 
-    def has_concept(self, name: str) -> bool:
-        """True when a concept of this name exists."""
-        with self._lock.read():
-            return self._row("SELECT 1 FROM concepts WHERE name = ?", [name]) is not None
-
     def get(self, ids: Sequence[int]) -> list[InputRecord]:
         """Stored inputs by id, in the order asked; unknown ids raise :class:`NotFoundError`."""
         ids = check_ids(ids)
