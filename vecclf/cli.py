@@ -310,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="serve the HTTP API (uvicorn)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--read-only", action="store_true", help="refuse writes; lets other processes hold the store")
+    p.add_argument(
+        "--read-only", action="store_true", help="refuse writes; several read-only servers may share a store"
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("info", parents=[common], help="describe the store")
