@@ -282,7 +282,7 @@ class Store:
             try:
                 con = duckdb.connect(str(db), read_only=read_only)
             except duckdb.Error as exc:
-                if "lock" in str(exc).lower():
+                if "could not set lock" in str(exc).lower() or "conflicting lock" in str(exc).lower():
                     holder = (
                         (root / LOCK_FILE).read_text(errors="replace").strip() if (root / LOCK_FILE).exists() else ""
                     )
@@ -319,7 +319,7 @@ class Store:
 
     def flush(self) -> None:
         """Save every changed FAISS index atomically and record its generation and checksum."""
-        with self._lock.write():
+        with self._write():
             if self.read_only:
                 return
             for space in sorted(self._dirty):
@@ -337,7 +337,7 @@ class Store:
 
     def close(self) -> None:
         """Flush and release the database and the writer lock. Safe to call twice."""
-        with self._lock.write():
+        with self._write():
             if self._con is None:
                 return
             try:
@@ -373,7 +373,29 @@ class Store:
 
     def reading(self) -> AbstractContextManager[None]:
         """Hold a consistent view across several reads (writers wait until the block ends)."""
-        return self._lock.read()
+        return self._read()
+
+    @contextmanager
+    def _read(self) -> Iterator[None]:
+        with self._lock.read(), self._db_errors():
+            yield
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        with self._lock.write(), self._db_errors():
+            yield
+
+    @contextmanager
+    def _db_errors(self) -> Iterator[None]:
+        """DuckDB failures surface as typed store errors naming the file (damage is often found late, on read)."""
+        try:
+            yield
+        except duckdb.Error as exc:
+            db = self.path / DB_FILE
+            text = str(exc).lower()
+            if any(w in text for w in ("corrupt", "checksum", "serializ", "failed to read", "invalid")):
+                raise StoreCorruptError(f"store database {db} is damaged: {exc}") from exc
+            raise StoreError(f"store database {db}: {exc}") from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -501,7 +523,7 @@ class Store:
         """Add inputs with their vectors and labels in one transaction; returns their new ids."""
         if not items:
             return []
-        with self._lock.write():
+        with self._write():
             self._writable()  # fail fast on a read-only store
             model = self._model_key
             for it in items:
@@ -591,7 +613,7 @@ class Store:
         """Vectors already computed by this store's embedder for these content hashes."""
         if not hashes:
             return {}
-        with self._lock.read():
+        with self._read():
             self._check_space(space)
             table = pa.table({"content_hash": list(set(hashes))})
             con = self._db()
@@ -614,7 +636,7 @@ class Store:
         wanted = sorted(set(check_ids(ids)))
         if not wanted:
             return []
-        with self._lock.write():
+        with self._write():
             con = self._writable()
             table = pa.table({"id": pa.array(wanted, pa.int64())})
             con.register("del_ids", table)
@@ -653,7 +675,7 @@ class Store:
         """Label existing inputs with a concept (created if new), replacing any earlier label for it."""
         name = check_concept_name(concept)
         ids = check_ids(ids)
-        with self._lock.write():
+        with self._write():
             self._writable()  # fail fast on a read-only store
             spaces = self._spaces_of(ids)
             with self._transaction() as con:
@@ -677,7 +699,7 @@ class Store:
     def create_concepts(self, names: Sequence[str]) -> None:
         """Create concepts (no labels yet); existing names are left as they are."""
         clean = [check_concept_name(n) for n in names]
-        with self._lock.write():
+        with self._write():
             self._writable()  # fail fast on a read-only store
             with self._transaction():
                 self._concept_ids(clean, create=True)
@@ -686,7 +708,7 @@ class Store:
     def rename_concept(self, old: str, new: str) -> None:
         """Rename a concept; fails if ``new`` already exists."""
         old_n, new_n = check_concept_name(old), check_concept_name(new)
-        with self._lock.write():
+        with self._write():
             self._writable()  # fail fast on a read-only store
             cid = self._concept_ids([old_n], create=False)[old_n]
             if old_n == new_n:
@@ -701,7 +723,7 @@ class Store:
     def delete_concept(self, name: str) -> int:
         """Remove a concept and its labels (inputs stay); returns how many labels went."""
         clean = check_concept_name(name)
-        with self._lock.write():
+        with self._write():
             self._writable()  # fail fast on a read-only store
             cid = self._concept_ids([clean], create=False)[clean]
             with self._transaction() as con:
@@ -715,7 +737,7 @@ class Store:
     # ----------------------------------------------------------------- reads
     def concepts(self) -> list[ConceptInfo]:
         """All concepts with their positive and negative label counts, by name."""
-        with self._lock.read():
+        with self._read():
             rows = (
                 self._db()
                 .execute(
@@ -732,7 +754,7 @@ class Store:
         if not ids:
             return []
         wanted = sorted(set(ids))
-        with self._lock.read():
+        with self._read():
             # Two plain lookups beat one join + GROUP BY (about 3 ms vs 7.5 ms for a few ids).
             rows = (
                 self._db()
@@ -771,25 +793,25 @@ class Store:
     def vector(self, input_id: int) -> tuple[str, np.ndarray]:
         """``(space, vector)`` of one stored input, read back from the FAISS index."""
         (rec,) = self.get([input_id])
-        with self._lock.read():
+        with self._read():
             return rec.space, np.asarray(self._index(rec.space).reconstruct(int(input_id)), dtype=np.float32)
 
     def vectors(self, space: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, vectors)`` of a space, sorted by id (all of them, or those asked for that exist)."""
-        with self._lock.read():
+        with self._read():
             self._check_space(space)
             return self._read_vectors(space, ids)
 
     def count(self, space: str | None = None) -> int:
         """Number of stored vectors (in one space, or all)."""
-        with self._lock.read():
+        with self._read():
             spaces = [space] if space else list(self.spaces)
             return sum(int(self._index(s).ntotal) for s in spaces)
 
     def concept_member_ids(self, space: str, concept: str) -> np.ndarray:
         """Ids in ``space`` positively labelled with ``concept`` (frames through their video)."""
         name = check_concept_name(concept)
-        with self._lock.read():
+        with self._read():
             self._concept_ids([name], create=False)
             rows = (
                 self._db()
@@ -815,7 +837,7 @@ class Store:
             raise InvalidInputError(f"query vectors must have shape (n, {dim}), got {q.shape}")
         if k <= 0:
             raise InvalidInputError(f"k must be positive, got {k}")
-        with self._lock.read():
+        with self._read():
             index = self._index(space)
             k_eff = max(1, min(k, index.ntotal))
             if index.ntotal == 0:
@@ -829,7 +851,7 @@ class Store:
 
     def label_view(self, space: str) -> LabelView:
         """Current labels of ``space`` as arrays (cached until the next write)."""
-        with self._lock.read():
+        with self._read():
             self._check_space(space)
             gen = self._generation(space)
             view = self._views.get(space)
@@ -866,7 +888,7 @@ class Store:
 
     def generation(self, space: str) -> int:
         """The space's write counter (bumped by every add, delete, label or concept change)."""
-        with self._lock.read():
+        with self._read():
             self._check_space(space)
             return self._generation(space)
 
@@ -874,7 +896,7 @@ class Store:
         """Persist a trained head for ``space`` (replacing the previous one)."""
         buf = io.BytesIO()
         np.savez(buf, **arrays)  # type: ignore[arg-type]
-        with self._lock.write():
+        with self._write():
             con = self._writable()
             self._check_space(space)
             con.execute(
@@ -886,13 +908,13 @@ class Store:
 
     def head_generation(self, space: str) -> int | None:
         """The generation the stored head of ``space`` was trained at, or None (no weights read)."""
-        with self._lock.read():
+        with self._read():
             row = self._row("SELECT generation FROM heads WHERE space = ?", [space])
         return None if row is None else int(row[0])
 
     def load_head(self, space: str) -> tuple[int, str, dict[str, np.ndarray], str] | None:
         """``(generation, meta JSON, arrays, trained_at)`` of the stored head, or None."""
-        with self._lock.read():
+        with self._read():
             row = self._row("SELECT generation, meta, weights, trained_at FROM heads WHERE space = ?", [space])
         if row is None:
             return None
@@ -902,7 +924,7 @@ class Store:
 
     def info(self) -> dict[str, Any]:
         """A summary: path, embedder, schema version, counts per space and kind, concepts."""
-        with self._lock.read():
+        with self._read():
             con = self._db()
             kinds = dict(con.execute("SELECT kind, count(*) FROM inputs GROUP BY kind ORDER BY kind").fetchall())
             n_concepts = self._row("SELECT count(*) FROM concepts")[0]
