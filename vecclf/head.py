@@ -195,8 +195,8 @@ class LogisticHead:
         if not hasattr(self, "coef_"):
             raise NotFittedError("LogisticHead is not fitted yet; call fit first (vecclf train)")
         Xn = np.asarray(X, dtype=np.float32)
-        if Xn.ndim != 2 or Xn.shape[1] != self.coef_.shape[1]:
-            raise InvalidInputError(f"expected vectors of dimension {self.coef_.shape[1]}, got shape {Xn.shape}")
+        if Xn.ndim != 2 or Xn.shape[0] == 0 or Xn.shape[1] != self.coef_.shape[1]:
+            raise InvalidInputError(f"expected a non-empty (n, {self.coef_.shape[1]}) array, got shape {Xn.shape}")
         if not np.all(np.isfinite(Xn)):
             raise InvalidInputError("X contains NaN or Inf")
         return Xn
