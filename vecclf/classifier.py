@@ -113,6 +113,12 @@ class Hit:
         return dict(self.__dict__)
 
 
+def pool_frames(frames: np.ndarray) -> np.ndarray:
+    """A video's vector: the L2-normalised mean of its frame vectors."""
+    pooled = frames.mean(axis=0)
+    return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
+
+
 class ConceptClassifier:
     """A store of labelled examples plus the embedder that made them.
 
@@ -225,8 +231,7 @@ class ConceptClassifier:
         for it in items:
             if isinstance(it, VideoItem):
                 frames = [next(it_vecs) for _ in it.frames]
-                pooled = np.mean(frames, axis=0)
-                pooled = (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
+                pooled = pool_frames(np.stack(frames))
                 parent = len(rows)
                 space = emb.space_of("video")
                 rows.append(
@@ -432,9 +437,7 @@ class ConceptClassifier:
             elif isinstance(it, ImageItem):
                 out.append((it.source, emb.space_of("image"), emb.embed_images([it.image])[0]))
             else:
-                frames = emb.embed_images(it.frames)
-                pooled = frames.mean(axis=0)
-                out.append((it.source, emb.space_of("video"), (pooled / np.linalg.norm(pooled)).astype(np.float32)))
+                out.append((it.source, emb.space_of("video"), pool_frames(emb.embed_images(it.frames))))
         return out
 
     def _check_queryable(self, space: str) -> None:
@@ -533,11 +536,10 @@ class ConceptClassifier:
         return summary
 
     # ------------------------------------------------------------------ predicting
-    def _choose(self, space: str, method: str) -> str:
+    def _choose(self, space: str, method: str, head: tuple[LogisticHead, bool] | None) -> str:
         if method != "auto":
             return method
-        found = self.head(space)
-        if found is not None and found[1]:
+        if head is not None and head[1]:
             return "head"
         if self.store.label_view(space).classes:
             return "knn"
@@ -580,7 +582,8 @@ class ConceptClassifier:
             raise InvalidInputError("k and top must be positive")
         if method not in METHODS:
             raise InvalidInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-        used = self._choose(space, method)
+        found = self.head(space) if method in ("auto", "head") else None
+        used = self._choose(space, method, found)
         view = self.store.label_view(space)
         n = len(vectors)
         if not view.classes and used != "zeroshot":
@@ -594,7 +597,6 @@ class ConceptClassifier:
             classes, scores, support = view.classes, votes.scores, votes.support
             thresholds = self.thresholds(space)
         elif used == "head":
-            found = self.head(space)
             if found is None:
                 raise NotFittedError("no head trained for this store yet; run `vecclf train` (or use --method knn)")
             head, _ = found

@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
@@ -122,11 +122,6 @@ def _file_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-@contextmanager
-def _no_op() -> Iterator[None]:
-    yield
-
-
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """Can the model hub be reached? (Assumed yes behind a configured proxy.)"""
     from huggingface_hub import constants
@@ -204,7 +199,7 @@ class OpenCLIPEmbedder:
             raise ModelLoadError(
                 f"unknown OpenCLIP model {model!r}; see open_clip.list_models() (e.g. {DEFAULT_CLIP_MODEL}, ViT-L-14)"
             )
-        hub = _offline_unless_hub_reachable() if weights and self._checkpoint is None else _no_op()
+        hub = _offline_unless_hub_reachable() if weights and self._checkpoint is None else nullcontext()
         try:
             with hub, torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)

@@ -330,7 +330,7 @@ def create_app(
                 await run_in_threadpool(clf.close)
 
     async def vectors(request: Request, items: list[Item]) -> list[tuple[str, str, np.ndarray]]:
-        """Embed query items: texts and images through the micro-batchers, videos pooled."""
+        """Embed query items: texts and images through the micro-batchers, videos as the classifier does."""
         clf: ConceptClassifier = request.state.clf
         out = []
         for it in items:
@@ -340,10 +340,8 @@ def create_app(
             elif hasattr(it, "image"):
                 vec = await request.state.images.submit(it.image)
                 out.append((it.source, clf.embedder.space_of("image"), vec))
-            else:
-                frames = await run_in_threadpool(clf.embedder.embed_images, it.frames)
-                pooled = frames.mean(axis=0)
-                out.append((it.source, clf.embedder.space_of("video"), pooled / np.linalg.norm(pooled)))
+            else:  # a video: its frames are one batch already
+                out += await run_in_threadpool(clf.embed_items, [it])
         return out
 
     async def healthz(request: Request) -> Response:
@@ -420,9 +418,7 @@ def create_app(
         concept = _opt(parsed.body, "concept", str)
         if not concept:
             raise InvalidInputError("'concept' is required")
-        out = []
-        for it in parsed.items:
-            out += await run_in_threadpool(clf.verify_items, [it], concept=concept)
+        out = await run_in_threadpool(clf.verify_items, parsed.items, concept=concept)
         return JSONResponse({"verifications": out})
 
     async def openapi(request: Request) -> Response:

@@ -386,6 +386,13 @@ class Store:
             yield
 
     @contextmanager
+    def _mutating(self) -> Iterator[None]:
+        """Exclusive access for a change, refused at once on a read-only store."""
+        with self._write():
+            self._writable()
+            yield
+
+    @contextmanager
     def _db_errors(self) -> Iterator[None]:
         """DuckDB failures surface as typed store errors naming the file (damage is often found late, on read)."""
         try:
@@ -523,8 +530,7 @@ class Store:
         """Add inputs with their vectors and labels in one transaction; returns their new ids."""
         if not items:
             return []
-        with self._write():
-            self._writable()  # fail fast on a read-only store
+        with self._mutating():
             model = self._model_key
             for it in items:
                 dim = self._check_space(it.space)
@@ -636,8 +642,8 @@ class Store:
         wanted = sorted(set(check_ids(ids)))
         if not wanted:
             return []
-        with self._write():
-            con = self._writable()
+        with self._mutating():
+            con = self._db()
             table = pa.table({"id": pa.array(wanted, pa.int64())})
             con.register("del_ids", table)
             try:
@@ -675,8 +681,7 @@ class Store:
         """Label existing inputs with a concept (created if new), replacing any earlier label for it."""
         name = check_concept_name(concept)
         ids = check_ids(ids)
-        with self._write():
-            self._writable()  # fail fast on a read-only store
+        with self._mutating():
             spaces = self._spaces_of(ids)
             with self._transaction() as con:
                 cid = self._concept_ids([name], create=True)[name]
@@ -699,8 +704,7 @@ class Store:
     def create_concepts(self, names: Sequence[str]) -> None:
         """Create concepts (no labels yet); existing names are left as they are."""
         clean = [check_concept_name(n) for n in names]
-        with self._write():
-            self._writable()  # fail fast on a read-only store
+        with self._mutating():
             with self._transaction():
                 self._concept_ids(clean, create=True)
                 self._bump(self.spaces)
@@ -708,8 +712,7 @@ class Store:
     def rename_concept(self, old: str, new: str) -> None:
         """Rename a concept; fails if ``new`` already exists."""
         old_n, new_n = check_concept_name(old), check_concept_name(new)
-        with self._write():
-            self._writable()  # fail fast on a read-only store
+        with self._mutating():
             cid = self._concept_ids([old_n], create=False)[old_n]
             if old_n == new_n:
                 return
@@ -723,8 +726,7 @@ class Store:
     def delete_concept(self, name: str) -> int:
         """Remove a concept and its labels (inputs stay); returns how many labels went."""
         clean = check_concept_name(name)
-        with self._write():
-            self._writable()  # fail fast on a read-only store
+        with self._mutating():
             cid = self._concept_ids([clean], create=False)[clean]
             with self._transaction() as con:
                 n = self._row("SELECT count(*) FROM labels WHERE concept_id = ?", [cid])[0]
@@ -792,8 +794,8 @@ class Store:
 
     def vector(self, input_id: int) -> tuple[str, np.ndarray]:
         """``(space, vector)`` of one stored input, read back from the FAISS index."""
-        (rec,) = self.get([input_id])
-        with self._read():
+        with self._read():  # one view: the input cannot be deleted between the lookup and the read-back
+            (rec,) = self.get([input_id])
             return rec.space, np.asarray(self._index(rec.space).reconstruct(int(input_id)), dtype=np.float32)
 
     def vectors(self, space: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -896,8 +898,8 @@ class Store:
         """Persist a trained head for ``space`` (replacing the previous one)."""
         buf = io.BytesIO()
         np.savez(buf, **arrays)  # type: ignore[arg-type]
-        with self._write():
-            con = self._writable()
+        with self._mutating():
+            con = self._db()
             self._check_space(space)
             con.execute(
                 "INSERT INTO heads (space, generation, meta, weights) VALUES (?, ?, ?, ?) "
