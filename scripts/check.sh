@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
   ../.venv/bin/python bench_head.py --smoke > /dev/null
   ../.venv/bin/python bench_classifiers.py --smoke > /dev/null
   ../.venv/bin/python bench_http.py --smoke > /dev/null
+  ../.venv/bin/python bench_faces.py --smoke > /dev/null
 )
 echo "benchmarks: smoke runs ok"
 .venv/bin/python -m pytest -q "$@"

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +79,38 @@ def image_files(tmp_path: Path) -> dict[str, list[Path]]:
             solid_image(rgb, seed=i).save(p, quality=95)
             out[name].append(p)
     return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(store: Path, log_path: Path, *args: str) -> Iterator[str]:
+    """`vecclf serve` over ``store`` in its own process on a free loopback port; yields its URL."""
+    import httpx
+
+    env = {**os.environ, "VECCLF_STORE": str(store)}
+    env.pop("VECCLF_TOKEN", None)
+    port = free_port()
+    with log_path.open("wb") as log:
+        cmd = [sys.executable, "-m", "vecclf.cli", "serve", "--port", str(port), *args]
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert proc.poll() is None, log_path.read_text(errors="replace")
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -194,9 +194,12 @@ def test_migration_from_schema_1(clf) -> None:
     path = clf.store.path
     con = clf.store._db()
     con.execute("DROP TABLE heads")
+    con.execute("DROP TABLE thumbnails")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     clf.close()
     with ConceptClassifier.open(path) as again:
-        assert again.store.schema_version == 2
+        assert again.store.schema_version == 3
         again.train()
         assert again.head("joint") is not None
+        added = again.add([solid_image((200, 30, 30))], ["red"])  # the thumbnails table exists again
+        assert again.store.thumbnail(added.ids[0])[:2] == b"\xff\xd8"  # a JPEG

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import base64
-import os
-import socket
+import io
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import png_bytes, solid_image
+from conftest import png_bytes, serving, solid_image
+from PIL import Image
 from starlette.testclient import TestClient
 from test_video import make_video
 
@@ -41,7 +40,8 @@ def test_health_concepts_openapi(client) -> None:
     assert {c["name"]: c["positives"] for c in client.get("/concepts").json()["concepts"]} == {"blue": 6, "green": 6, "red": 6}
     spec = client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.") and set(spec["paths"]) == {
-        "/healthz", "/concepts", "/inputs", "/inputs/{input_id}", "/predict", "/search", "/train", "/verify"
+        "/healthz", "/concepts", "/inputs", "/inputs/{input_id}", "/predict", "/search", "/train", "/verify",
+        "/inputs/{input_id}/thumbnail", "/evaluation", "/evaluate",
     }
 
 
@@ -145,6 +145,25 @@ def test_decompression_bomb_and_streamed_oversize_body(client) -> None:
     assert r.status_code == 413
 
 
+def test_thumbnails_evaluation_and_page(client) -> None:
+    added = client.post("/inputs", json={"image_base64": b64(solid_image(RED, size=300)), "concepts": ["red"]}).json()
+    r = client.get(f"/inputs/{added['added'][0]['id']}/thumbnail")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(r.content)).size) == 128
+    text_id = client.post("/inputs", json={"text": "a red thing"}).json()["added"][0]["id"]
+    assert client.get(f"/inputs/{text_id}/thumbnail").status_code == 404
+    assert client.get("/inputs/999999/thumbnail").status_code == 404
+    assert client.get("/evaluation").status_code == 404
+    r = client.post("/evaluate", json={"folds": 1})
+    assert r.status_code == 400
+    report = client.post("/evaluate").json()
+    assert report["examples"] == 19 and report["confusion"]["labels"][:3] == ["blue", "green", "red"]
+    assert client.get("/evaluation").json()["accuracy"] == report["accuracy"]
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="query"' in page.text
+
+
 def test_bearer_token_required_except_healthz(clf) -> None:
     clf.add([solid_image(RED)], ["red"])
     app = create_app(clf.store.path, classifier=clf, token="s3cret")
@@ -154,43 +173,18 @@ def test_bearer_token_required_except_healthz(clf) -> None:
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
         assert c.get("/concepts", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/concepts", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        assert c.get("/").status_code == 200  # the page holds no data; it asks for the token
+        assert c.get("/evaluation").status_code == 401 and c.get("/inputs/1/thumbnail").status_code == 401
 
 
 @pytest.fixture()
 def live_server(tmp_path) -> Iterator[str]:
     """`vecclf serve` in its own process on a free loopback port, over a tiny-CLIP store."""
     store = tmp_path / "live"
-    env = {**os.environ, "VECCLF_STORE": str(store)}
-    env.pop("VECCLF_TOKEN", None)
-    run = [sys.executable, "-m", "vecclf.cli"]
-    assert subprocess.run([*run, "init", "--model", "tiny-clip"], env=env, capture_output=True, timeout=300).returncode == 0
-    port = _free_port()
-    log_path = tmp_path / "server.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen([*run, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, log_path.read_text(errors="replace")
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.3)
+    init = [sys.executable, "-m", "vecclf.cli", "init", "--model", "tiny-clip", "--store", str(store)]
+    assert subprocess.run(init, capture_output=True, timeout=300).returncode == 0
+    with serving(store, tmp_path / "server.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 def test_real_uvicorn_server(live_server) -> None:
@@ -210,7 +204,7 @@ def test_schemathesis_finds_no_server_error(live_server) -> None:
 
     schema = schemathesis.openapi.from_url(f"{live_server}/openapi.json")
     operations = [op.ok() for op in schema.get_all_operations()]
-    assert len(operations) == 8
+    assert len(operations) == 11
     for operation in operations:
 
         @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))

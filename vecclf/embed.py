@@ -425,16 +425,18 @@ class OfflineEmbedder:
         return _batched(texts, self.batch_size, run, self.TEXT_DIM, progress)
 
 
-PRESETS = ("offline", "tiny-clip", f"{DEFAULT_CLIP_MODEL}:{DEFAULT_CLIP_PRETRAINED}")
+PRESETS = ("offline", "faces", "tiny-clip", f"{DEFAULT_CLIP_MODEL}:{DEFAULT_CLIP_PRETRAINED}")
 
 
 def parse_model(model: str, checkpoint: str | Path | None = None) -> dict[str, Any]:
     """Turn a CLI model string into a loader spec.
 
-    ``offline``, ``tiny-clip``, ``MODEL`` (random weights when no checkpoint), ``MODEL:PRETRAINED``.
+    ``offline``, ``faces``, ``tiny-clip``, ``MODEL`` (random weights when no checkpoint), ``MODEL:PRETRAINED``.
     """
     if model == "offline":
         return {"kind": "offline"}
+    if model == "faces":
+        return {"kind": "faces", "upsample": 1}
     if model == "tiny-clip":
         return {"kind": "open_clip", "model": TINY_CLIP, "pretrained": None, "seed": 0}
     name, _, tag = model.partition(":")
@@ -457,6 +459,10 @@ def load_embedder(spec: str | Mapping[str, Any] = "offline", **overrides: Any) -
     kind = s.get("kind")
     if kind == "offline":
         return OfflineEmbedder(image_size=int(s.get("image_size", 224)), **overrides)
+    if kind == "faces":
+        from .faces import FaceEmbedder
+
+        return FaceEmbedder(upsample=int(s.get("upsample", 1)), **overrides)
     if kind == "open_clip":
         return OpenCLIPEmbedder(
             s.get("model", DEFAULT_CLIP_MODEL),

@@ -123,6 +123,15 @@ def decode_image(data: bytes, *, source: str, limits: Limits) -> ImageItem:
     return ImageItem(source=source, image=rgb, content_hash=_sha256(data))
 
 
+def thumbnail_jpeg(image: Image.Image, size: int = 128) -> bytes:
+    """A JPEG of ``image`` at most ``size`` pixels on a side."""
+    small = image.copy()
+    small.thumbnail((size, size))
+    buf = io.BytesIO()
+    small.convert("RGB").save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
 def image_from_pil(img: Image.Image, *, source: str, limits: Limits) -> ImageItem:
     """Wrap an in-memory PIL image; its hash covers the decoded pixels."""
     if img.width * img.height > limits.max_image_pixels:

@@ -164,6 +164,74 @@ def class_vectors(view: LabelView, ids: np.ndarray, vectors: np.ndarray) -> dict
     return out
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """A 1:1 verification threshold and the evidence it was learned from."""
+
+    threshold: float  # -inf when there was nothing to learn from
+    method: str  # balanced-error | impostors-only | genuine-only | none
+    genuine: int  # same-concept scores used
+    impostor: int  # other-concept scores used
+
+
+def _balanced_error_threshold(genuine: np.ndarray, impostor: np.ndarray) -> float:
+    """The cut that minimises (false-reject rate + false-accept rate) / 2, centred among equal cuts."""
+    scores = np.unique(np.concatenate([genuine, impostor]))
+    cuts = np.concatenate([[scores[0] - 1e-6], (scores[:-1] + scores[1:]) / 2, [scores[-1] + 1e-6]])
+    g, i = np.sort(genuine), np.sort(impostor)
+    frr = np.searchsorted(g, cuts, side="left") / len(g)  # genuine below the cut
+    far = 1.0 - np.searchsorted(i, cuts, side="left") / len(i)  # impostors at or above it
+    ber = (frr + far) / 2
+    best = np.flatnonzero(ber <= ber.min() + 1e-12)
+    return float(cuts[best[len(best) // 2]])
+
+
+def verification_calibration(
+    view: LabelView,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    *,
+    far: float = 0.01,
+    quantile: float = 0.01,
+    max_examples: int = 2000,
+    seed: int = 0,
+) -> Calibration:
+    """One threshold for 1:1 verification in a space, learned from its labelled examples.
+
+    A score is the best similarity to a concept's examples. Genuine scores: each example against
+    the other examples of its concept (leave-one-out); impostor scores: each example against a
+    concept it does not belong to. With both, the balanced-error cut; with impostors only (one
+    photo per concept), the cut that accepts a fraction ``far`` of them; with genuine scores only,
+    their ``quantile``.
+    """
+    pos = np.clip(np.searchsorted(ids, view.label_roots), 0, max(len(ids) - 1, 0))
+    present = (ids[pos] == view.label_roots) if len(ids) else np.zeros(len(view.label_roots), bool)
+    members = view.matrix[present] > 0
+    V = vectors[pos[present]]
+    if len(V) > max_examples:
+        pick = np.sort(np.random.default_rng(seed).choice(len(V), max_examples, replace=False))
+        V, members = V[pick], members[pick]
+    sims = V @ V.T
+    np.fill_diagonal(sims, -np.inf)
+    genuine, impostor = [], []
+    for c in range(members.shape[1]):
+        m = members[:, c]
+        if not m.any():
+            continue
+        best = sims[:, m].max(axis=1)
+        genuine.append(best[m][np.isfinite(best[m])])
+        impostor.append(best[~m])
+    g = np.concatenate(genuine) if genuine else np.zeros(0)
+    i = np.concatenate(impostor) if impostor else np.zeros(0)
+    if len(g) and len(i):
+        return Calibration(_balanced_error_threshold(g, i), "balanced-error", len(g), len(i))
+    if len(i):
+        return Calibration(float(np.quantile(i, 1.0 - far)), "impostors-only", 0, len(i))
+    if len(g) >= 2:
+        return Calibration(float(np.quantile(g, quantile)), "genuine-only", len(g), 0)
+    return Calibration(-np.inf, "none", len(g), 0)
+
+
 def _check_vectors(X: np.ndarray, dim: int | None = None) -> np.ndarray:
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:

@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import __version__
 from .classifier import METHODS, ConceptClassifier
 from .config import Limits
-from .errors import InvalidInputError, LimitExceededError, VecclfError
+from .errors import InvalidInputError, LimitExceededError, NotFoundError, ReadOnlyError, VecclfError
 from .inputs import VIDEO_SUFFIXES, Item, decode_image, decode_video, make_text
 
 log = logging.getLogger("vecclf.server")
@@ -61,9 +61,14 @@ class BodyTooLarge(LimitExceededError):
     """The request body is larger than the server accepts."""
 
 
+# The page holds no data (it asks for the token and sends it with every API call).
+PUBLIC_PATHS = frozenset({"/healthz", "/"})
+_PAGE = Path(__file__).parent / "web" / "index.html"
+
+
 # ---------------------------------------------------------------------------- middleware
 class LimitAndAuthMiddleware:
-    """Bearer-token check (all routes but /healthz) and request-body size limit, as plain ASGI."""
+    """Bearer-token check (all routes but :data:`PUBLIC_PATHS`) and request-body size limit, as plain ASGI."""
 
     def __init__(self, app: ASGIApp, *, token: str | None, max_body_bytes: int) -> None:
         self.app = app
@@ -75,7 +80,7 @@ class LimitAndAuthMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        if self.token and scope.get("path") != "/healthz":
+        if self.token and scope.get("path") not in PUBLIC_PATHS:
             supplied = headers.get("authorization", "")
             expected = f"Bearer {self.token}"
             if not hmac.compare_digest(supplied.encode(), expected.encode()):
@@ -253,7 +258,7 @@ async def _parse(request: Request, clf: ConceptClassifier, limits: ServerLimits,
                 body: dict[str, Any] = {}
                 for key in ("concept", "negative"):
                     body[key + "s"] = [v for v in form.getlist(key) if isinstance(v, str)]
-                for key in ("method", "k", "top"):
+                for key in ("method", "k", "top", "faces"):
                     value = form.get(key)
                     if isinstance(value, str):
                         body[key] = int(value) if key in ("k", "top") and value.isdigit() else value
@@ -329,11 +334,12 @@ def create_app(
             if classifier is None:
                 await run_in_threadpool(clf.close)
 
-    async def vectors(request: Request, items: list[Item]) -> list[tuple[str, str, np.ndarray]]:
+    async def vectors(request: Request, parsed: Parsed) -> list[tuple[str, str, np.ndarray]]:
         """Embed query items: texts and images through the micro-batchers, videos as the classifier does."""
         clf: ConceptClassifier = request.state.clf
+        faces = _opt(parsed.body, "faces", str, "largest")
         out = []
-        for it in items:
+        for it in await run_in_threadpool(clf.prepare_queries, parsed.items, faces):
             if hasattr(it, "text"):
                 vec = await request.state.texts.submit(it.text)
                 out.append((it.source, clf.embedder.space_of("text"), vec))
@@ -380,7 +386,7 @@ def create_app(
             preds = await run_in_threadpool(clf.predict_stored, [parsed.stored_id], method=method, k=k, top=top)
         else:
             preds = []
-            for source, space, vec in await vectors(request, parsed.items):
+            for source, space, vec in await vectors(request, parsed):
                 preds += await run_in_threadpool(
                     clf.predict_vectors, space, vec[None, :], method=method, k=k, top=top, sources=[source]
                 )
@@ -394,7 +400,7 @@ def create_app(
         if parsed.stored_id is not None:
             queries = [await run_in_threadpool(clf.store.vector, parsed.stored_id)]
         else:
-            queries = [(space, vec) for _, space, vec in await vectors(request, parsed.items)]
+            queries = [(space, vec) for _, space, vec in await vectors(request, parsed)]
         results = []
         for space, vec in queries:
             hits = await run_in_threadpool(clf.search_vectors, space, vec[None, :], k=k, concept=concept)
@@ -418,8 +424,42 @@ def create_app(
         concept = _opt(parsed.body, "concept", str)
         if not concept:
             raise InvalidInputError("'concept' is required")
-        out = await run_in_threadpool(clf.verify_items, parsed.items, concept=concept)
+        faces = _opt(parsed.body, "faces", str, "largest")
+        out = await run_in_threadpool(clf.verify_items, parsed.items, concept=concept, faces=faces)
         return JSONResponse({"verifications": out})
+
+    async def thumbnail(request: Request) -> Response:
+        raw = request.path_params["input_id"]
+        if not raw.isdigit() or len(raw) > 19:
+            raise InvalidInputError("input id must be a positive 64-bit integer")
+        jpeg = await run_in_threadpool(request.state.clf.store.thumbnail, int(raw))
+        if jpeg is None:
+            raise NotFoundError(f"input {raw} has no thumbnail (texts have none, or it does not exist)")
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    async def evaluation(request: Request) -> Response:
+        report = await run_in_threadpool(request.state.clf.latest_evaluation)
+        if report is None:
+            raise NotFoundError("no evaluation yet: POST /evaluate or run `vecclf eval`")
+        return JSONResponse(report)
+
+    async def evaluate(request: Request) -> Response:
+        if read_only:
+            raise ReadOnlyError("this server is read-only: run `vecclf eval` against the store instead")
+        clf: ConceptClassifier = request.state.clf
+        body = await _json(request, lim) if await request.body() else {}
+        method = _opt(body, "method", str, "knn")
+        if method not in ("knn", "head"):
+            raise InvalidInputError("'method' must be knn or head")
+        folds = _bounded(body, "folds", 5, 20)
+        if folds < 2:
+            raise InvalidInputError("'folds' must be between 2 and 20")
+        async with request.state.write_lock:  # one evaluation at a time; it rewrites the report files
+            await run_in_threadpool(lambda: clf.evaluate(method=method, folds=folds))
+        return JSONResponse(await run_in_threadpool(clf.latest_evaluation))
+
+    async def page(request: Request) -> Response:
+        return Response(_PAGE.read_bytes(), media_type="text/html; charset=utf-8")
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_schema())
@@ -445,6 +485,10 @@ def create_app(
         Route("/search", search, methods=["POST"]),
         Route("/train", train, methods=["POST"]),
         Route("/verify", verify, methods=["POST"]),
+        Route("/inputs/{input_id}/thumbnail", thumbnail, methods=["GET"]),
+        Route("/evaluation", evaluation, methods=["GET"]),
+        Route("/evaluate", evaluate, methods=["POST"]),
+        Route("/", page, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     ]
     app = Starlette(
@@ -490,9 +534,11 @@ def openapi_schema() -> dict[str, Any]:
         return {code: {"description": "ok", "content": {"application/json": {"schema": schema}}}, **errors}
 
     files = {"file": {"type": "array", "items": {"type": "string", "format": "binary"}}}
+    faces = {"faces": {"type": "string", "enum": ["largest", "all"], "description": "faces stores: which faces"}}
     predict_props = {
         **query_props,
         **stored_id,
+        **faces,
         "method": {"type": "string", "enum": list(METHODS)},
         "k": {"type": "integer", "minimum": 1, "maximum": 1000},
         "top": {"type": "integer", "minimum": 1, "maximum": 100},
@@ -558,7 +604,9 @@ def openapi_schema() -> dict[str, Any]:
             "/predict": {
                 "post": {
                     "summary": "classify inputs (or a stored input by id)",
-                    "requestBody": body(predict_props, {**files, "method": {"type": "string", "enum": list(METHODS)}}),
+                    "requestBody": body(
+                        predict_props, {**files, **faces, "method": {"type": "string", "enum": list(METHODS)}}
+                    ),
                     "responses": ok(obj),
                 }
             },
@@ -569,6 +617,7 @@ def openapi_schema() -> dict[str, Any]:
                         {
                             **query_props,
                             **stored_id,
+                            **faces,
                             "k": {"type": "integer", "minimum": 1, "maximum": 1000},
                             "concept": {"type": "string"},
                         }
@@ -596,12 +645,50 @@ def openapi_schema() -> dict[str, Any]:
                     "responses": ok(obj),
                 }
             },
+            "/inputs/{input_id}/thumbnail": {
+                "get": {
+                    "summary": "an input's JPEG thumbnail (images and videos)",
+                    "parameters": [
+                        {
+                            "name": "input_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer", "minimum": 1},
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": "ok", "content": {"image/jpeg": {"schema": {"type": "string"}}}},
+                        **errors,
+                    },
+                }
+            },
+            "/evaluation": {"get": {"summary": "the latest evaluation report", "responses": ok(obj)}},
+            "/evaluate": {
+                "post": {
+                    "summary": "evaluate the stored examples (LOO k-NN or k-fold head) and keep the report",
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "method": {"type": "string", "enum": ["knn", "head"]},
+                                        "folds": {"type": "integer", "minimum": 2, "maximum": 20},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": ok(obj),
+                }
+            },
             "/verify": {
                 "post": {
                     "summary": "1:1 verification of inputs against one concept",
                     "requestBody": body(
-                        {**query_props, "concept": {"type": "string", "minLength": 1}},
-                        {**files, "concept": {"type": "string"}},
+                        {**query_props, **faces, "concept": {"type": "string", "minLength": 1}},
+                        {**files, **faces, "concept": {"type": "string"}},
                     ),
                     "responses": ok(obj),
                 }

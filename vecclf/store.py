@@ -65,6 +65,7 @@ class NewInput:
     metadata: dict[str, Any] | None = None
     concepts: tuple[str, ...] = ()
     negatives: tuple[str, ...] = ()
+    thumbnail: bytes | None = None  # small JPEG shown beside results
 
 
 @dataclass(frozen=True)
@@ -584,6 +585,9 @@ class Store:
                 ]
                 if labels:
                     con.executemany("INSERT INTO labels VALUES (?, ?, ?)", labels)
+                thumbs = [(ids[i], it.thumbnail) for i, it in enumerate(items) if it.thumbnail]
+                if thumbs:
+                    con.executemany("INSERT INTO thumbnails VALUES (?, ?)", thumbs)
                 by_space: dict[str, list[int]] = {}
                 for i, it in enumerate(items):
                     by_space.setdefault(it.space, []).append(i)
@@ -666,6 +670,7 @@ class Store:
             with self._transaction() as con:
                 con.register("del_all", pa.table({"id": pa.array(all_ids, pa.int64())}))
                 con.execute("DELETE FROM labels WHERE input_id IN (SELECT id FROM del_all)")
+                con.execute("DELETE FROM thumbnails WHERE id IN (SELECT id FROM del_all)")
                 for space in by_space:
                     con.execute(f"DELETE FROM {_sql.space_table(space)} WHERE id IN (SELECT id FROM del_all)")
                 con.execute("DELETE FROM inputs WHERE id IN (SELECT id FROM del_all)")
@@ -907,6 +912,13 @@ class Store:
                 "weights = excluded.weights, trained_at = now()",
                 [space, generation, meta, buf.getvalue()],
             )
+
+    def thumbnail(self, input_id: int) -> bytes | None:
+        """The stored JPEG thumbnail of an input, or None (texts have none)."""
+        (input_id,) = check_ids([input_id])
+        with self._read():
+            row = self._row("SELECT jpeg FROM thumbnails WHERE id = ?", [input_id])
+        return None if row is None else bytes(row[0])
 
     def head_generation(self, space: str) -> int | None:
         """The generation the stored head of ``space`` was trained at, or None (no weights read)."""

@@ -1,0 +1,72 @@
+"""The web page in headless Chromium against a real `vecclf serve`: upload, prediction, thumbnails, evaluation."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import serving, solid_image
+from PIL import Image
+
+from vecclf.classifier import ConceptClassifier
+from vecclf.store import Store
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+
+
+def _chromium() -> str:
+    found = os.environ.get("VECCLF_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is required in CI (scripts/setup.sh installs Debian's chromium)")
+        pytest.skip("no Chromium found: apt-get install chromium, or set VECCLF_CHROMIUM")
+    return found
+
+
+def test_page_uploads_an_image_and_shows_prediction(tmp_path, tiny_embedder) -> None:
+    chromium = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (in the dev extra)")
+    store = tmp_path / "store"
+    clf = ConceptClassifier(
+        Store.create(store, spec=tiny_embedder.spec, identity=tiny_embedder.identity, spaces=tiny_embedder.spaces()),
+        tiny_embedder,
+    )
+    with clf:
+        for name, rgb in COLOURS.items():
+            clf.add([solid_image(rgb, size=96, seed=s) for s in range(5)], [name])
+    query = tmp_path / "query.png"
+    solid_image(COLOURS["red"], size=96, seed=77).save(query)
+    shots = Path(os.environ.get("VECCLF_ARTIFACTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+
+    with serving(store, tmp_path / "server.log") as url, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            page.wait_for_selector("#concepts table")
+            assert "red" in page.inner_text("#concepts") and "5" in page.inner_text("#concepts")
+            page.select_option("#method", "knn")
+            page.set_input_files("#file", str(query))
+            page.click("#go")
+            page.wait_for_selector("#top-concept")
+            top = page.inner_text("#top-concept")
+            assert top in ("red", "unknown"), top
+            first_score = page.inner_text(".pred > div:nth-of-type(3)")
+            assert first_score.startswith("red"), first_score  # the best-scoring concept is listed first
+            page.wait_for_selector("figure.neighbour img[src^='blob:']")  # neighbour thumbnails loaded
+            assert page.locator("figure.neighbour").count() >= 5
+            page.click("#run-eval")
+            page.wait_for_selector("#confusion")
+            assert "accuracy" in page.inner_text("#evaluation")
+            shot = shots / "web_page.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert errors == []
+        finally:
+            browser.close()
+    with Image.open(shot) as img:
+        assert img.size[0] == 1200 and img.size[1] >= 900
