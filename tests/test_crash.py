@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from vecclf.store import Store
 
@@ -41,12 +42,22 @@ CHILD = textwrap.dedent(
 
 
 def test_sigkill_never_loses_acknowledged_writes(tmp_path: Path, tiny_embedder) -> None:
+    _kill_rounds(tmp_path, tiny_embedder, rounds=30)
+
+
+@pytest.mark.slow
+def test_sigkill_soak(tmp_path: Path, tiny_embedder) -> None:
+    """`pytest -m slow`: ten times the kills (about 5 minutes on 2 cores)."""
+    _kill_rounds(tmp_path, tiny_embedder, rounds=300)
+
+
+def _kill_rounds(tmp_path: Path, tiny_embedder, rounds: int) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "store"
     Store.create(path, spec=tiny_embedder.spec, identity=tiny_embedder.identity, spaces=tiny_embedder.spaces()).close()
     rng = np.random.default_rng(1234)
     acknowledged: dict[int, str] = {}
     kills = 0
-    for round_ in range(30):
+    for round_ in range(rounds):
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(path), str(round_)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -72,7 +83,7 @@ def test_sigkill_never_loses_acknowledged_writes(tmp_path: Path, tiny_embedder) 
                 _, found = store.search("joint", store.vectors("joint", [int(ids[-1])])[1], 1)
                 assert found[0, 0] == ids[-1]
     print(f"SIGKILLs survived: {kills}, acknowledged writes checked: {len(acknowledged)}")
-    assert kills == 30 and len(acknowledged) > 30
+    assert kills == rounds and len(acknowledged) > rounds
 
 
 def test_damaged_database_is_a_clear_error_never_wrong_answers(tmp_path: Path, tiny_embedder) -> None:

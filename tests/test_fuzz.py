@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from vecclf.errors import InvalidInputError, NotFoundError, VecclfError
 from vecclf.head import LogisticHead
 from vecclf.knn import KNNClassifier
+from vecclf.store import Store
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 floats = st.floats(allow_nan=True, allow_infinity=True, width=32)
@@ -76,3 +77,56 @@ def test_add_texts_reports_bad_items_and_keeps_the_rest(clf, texts: list[str]) -
     assert len(report.added) == len(good)
     assert len(report.failures) == len(texts) - len(good)
     assert clf.store.count() == before + len(good)
+
+
+@pytest.fixture(scope="module")
+def cli_store(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A tiny-CLIP store with two text concepts, for CLI fuzzing."""
+    from vecclf.cli import main
+
+    path = tmp_path_factory.mktemp("cli") / "store"
+    assert main(["init", "--model", "tiny-clip", "--store", str(path)]) == 0
+    assert main(["add", "--text", "red apple", "--text", "cherry", "--concept", "red", "--store", str(path)]) == 0
+    assert main(["add", "--text", "sky", "--concept", "blue", "--store", str(path)]) == 0
+    return path
+
+
+words = st.text(max_size=30)
+numbers = st.one_of(st.integers(-5, 5), st.integers(-(2**70), 2**70)).map(str) | words
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    command=st.sampled_from(["predict", "search", "verify", "delete", "concepts", "add", "eval", "train"]),
+    text=words,
+    number=numbers,
+    name=words,
+    extra=st.lists(words, max_size=2),
+)
+def test_cli_answers_every_input_with_a_status_not_a_traceback(
+    cli_store, capsys, command: str, text: str, number: str, name: str, extra: list[str]
+) -> None:
+    from vecclf.cli import main
+
+    argv = {
+        "predict": ["predict", "--text", text, "--k", number, "--top", number, *extra],
+        "search": ["search", "--text", text, "--k", number, "--concept", name],
+        "verify": ["verify", "--text", text, "--concept", name],
+        "delete": ["delete", number, *extra],
+        "concepts": ["concepts", *extra[:1], name, *extra[1:]],
+        "add": ["add", "--text", text, "--concept", name, "--negative", *extra[:1], *extra[1:]],
+        "eval": ["eval", "--k", number, "--folds", number],
+        "train": ["train", "--C", number],
+    }[command]
+    try:
+        code = main([*argv, "--store", str(cli_store), "--json"])
+    except SystemExit as exc:  # argparse: usage errors exit 2 with a message
+        code = exc.code  # type: ignore[assignment]
+    err = capsys.readouterr().err
+    assert code in (0, 1, 2, 3), (argv, code, err)
+    assert "Traceback" not in err and "internal error" not in err, (argv, err)
+    if code not in (0, 3):
+        assert err.strip(), argv  # a failure always says why
+    with Store.open(cli_store, read_only=True) as store:  # and the store still opens, consistent
+        ids, _ = store.vectors("joint")
+        assert store.count("joint") == len(ids)

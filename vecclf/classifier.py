@@ -7,6 +7,7 @@ voting over stored neighbours (:mod:`vecclf.knn`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -418,9 +419,12 @@ class ConceptClassifier:
         if limit_per_concept is not None and limit_per_concept <= 0:
             raise InvalidInputError("limit per concept must be positive")
         if p.is_dir():
-            for concept, files in concept_folders(p):
+            for concept, found in concept_folders(p):
+                files = [f for f in found if isinstance(f, Path)]
                 picked = files[:limit_per_concept] if limit_per_concept else files
-                report.merge(self._add_items(self._decode_paths(picked), [concept], (), progress))
+                skipped = [f for f in found if isinstance(f, Failure)]
+                lazy = itertools.chain(skipped, self._decode_paths(picked))  # folders can be large
+                report.merge(self._add_items(lazy, [concept], (), progress))
             return report
         rows = read_text_table(p, text_column=text_column, label_column=label_column)
         groups: dict[str | None, list[tuple[int, str]]] = {}

@@ -79,10 +79,10 @@ def pick_device(requested: str | None = None) -> str:
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    np.maximum(norms, 1e-12, out=norms)
-    return x / norms
+    wide = np.asarray(x, dtype=np.float64)  # float32 squares can underflow or overflow
+    norms = np.linalg.norm(wide, axis=1, keepdims=True)
+    np.maximum(norms, 1e-300, out=norms)
+    return np.ascontiguousarray(wide / norms, dtype=np.float32)
 
 
 def _batched(

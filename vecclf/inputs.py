@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -228,9 +229,34 @@ def load_media(obj: MediaLike, *, limits: Limits, source: str | None = None) -> 
     return decode_image(path.read_bytes(), source=source or str(path), limits=limits)
 
 
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES | TEXT_SUFFIXES
+
+
+def walk_folder(root: Path) -> Iterator[Path | Failure]:
+    """Media files under ``root`` (recursively, sorted, hidden names skipped).
+
+    Nothing outside ``root`` is read: a symlink that leaves it becomes a :class:`Failure`;
+    symlinked folders that stay inside are skipped (their files are reached by their real path).
+    """
+    real_root = root.resolve()
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        for name in sorted(dirs):
+            if (here / name).is_symlink() and not (here / name).resolve().is_relative_to(real_root):
+                yield Failure(str(here / name), f"symlink leaves {root}: not followed")
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (here / d).is_symlink())
+        for name in sorted(files):
+            path = here / name
+            if name.startswith(".") or path.suffix.lower() not in MEDIA_SUFFIXES:
+                continue
+            if path.is_symlink() and not path.resolve().is_relative_to(real_root):
+                yield Failure(str(path), f"symlink leaves {root}: not read")
+            elif path.is_file():
+                yield path
+
+
 def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path | Failure]:
-    """Expand folders (recursively, sorted) into their image/video/text files; keep files as given."""
-    media = IMAGE_SUFFIXES | VIDEO_SUFFIXES | TEXT_SUFFIXES
+    """Expand folders (see :func:`walk_folder`) into their image/video/text files; keep files as given."""
     for raw in paths:
         try:
             path = _check_path(Path(raw))
@@ -238,25 +264,25 @@ def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path | Failure]:
             yield Failure(str(raw), str(exc))
             continue
         if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in media and not child.name.startswith("."):
-                    yield child
+            yield from walk_folder(path)
         else:
             yield path
 
 
-def concept_folders(root: Path) -> list[tuple[str, list[Path]]]:
-    """List ``(concept, files)`` for a folder holding one subfolder per concept."""
+def concept_folders(root: Path) -> list[tuple[str, list[Path | Failure]]]:
+    """List ``(concept, files)`` for a folder holding one subfolder per concept (see :func:`walk_folder`)."""
     root = _check_path(root)
     if not root.is_dir():
         raise InvalidInputError(f"{root}: not a directory")
-    media = IMAGE_SUFFIXES | VIDEO_SUFFIXES | TEXT_SUFFIXES
-    out: list[tuple[str, list[Path]]] = []
+    out: list[tuple[str, list[Path | Failure]]] = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(f for f in sub.rglob("*") if f.is_file() and f.suffix.lower() in media)
+        if sub.is_symlink() and not sub.resolve().is_relative_to(root.resolve()):
+            out.append((sub.name, [Failure(str(sub), f"symlink leaves {root}: not followed")]))
+            continue
+        files = list(walk_folder(sub))
         if files:
             out.append((sub.name, files))
-    if not out:
+    if not any(isinstance(f, Path) for _, files in out for f in files):
         raise InvalidInputError(f"{root}: no concept subfolders with images, videos or .txt files")
     return out
 

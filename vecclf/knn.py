@@ -240,10 +240,11 @@ def _check_vectors(X: np.ndarray, dim: int | None = None) -> np.ndarray:
         raise InvalidInputError(f"expected vectors of dimension {dim}, got {X.shape[1]}")
     if not np.all(np.isfinite(X)):
         raise InvalidInputError("vectors contain NaN or Inf")
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    wide = X.astype(np.float64)  # float32 squares underflow (tiny rows) or overflow (huge rows)
+    norms = np.linalg.norm(wide, axis=1, keepdims=True)
     if np.any(norms == 0):
         raise InvalidInputError("vectors contain an all-zero row (cannot be normalised)")
-    return np.ascontiguousarray(X / norms)
+    return np.ascontiguousarray(wide / norms, dtype=np.float32)
 
 
 class KNNClassifier:

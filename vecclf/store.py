@@ -327,10 +327,17 @@ class Store:
                 index = self._indexes[space]
                 final = self._index_path(space)
                 tmp = final.with_suffix(".tmp")
-                faiss.write_index(index, str(tmp))
-                with tmp.open("rb+") as fh:
-                    os.fsync(fh.fileno())
-                os.replace(tmp, final)
+                try:
+                    faiss.write_index(index, str(tmp))
+                    with tmp.open("rb+") as fh:
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, final)
+                except (OSError, RuntimeError) as exc:  # faiss reports a failed write (e.g. disk full) as RuntimeError
+                    tmp.unlink(missing_ok=True)
+                    raise StoreError(
+                        f"could not save the index {final}: {exc}. Nothing stored is lost: the database holds "
+                        "every vector and the index is rebuilt from it when the store is next opened"
+                    ) from exc
                 _fsync_dir(self.path)
                 record = {"generation": self._generation(space), "sha256": _file_sha256(final), "ntotal": index.ntotal}
                 self._set_meta(f"faiss:{space}", json.dumps(record))
@@ -414,7 +421,10 @@ class Store:
             yield con
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # a failed COMMIT has already ended the transaction; keep the original error
             self._gens.clear()  # re-read: bumps made inside the failed transaction did not happen
             raise
 
