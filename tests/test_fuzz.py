@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,8 +121,10 @@ def test_cli_answers_every_input_with_a_status_not_a_traceback(
         "eval": ["eval", "--k", number, "--folds", number],
         "train": ["train", "--C", number],
     }[command]
+    store = Path(tempfile.mkdtemp(prefix="vecclf-fuzz-")) / "store"
+    shutil.copytree(cli_store, store)  # every example starts from the same store: failures replay exactly
     try:
-        code = main([*argv, "--store", str(cli_store), "--json"])
+        code = main([*argv, "--store", str(store), "--json"])
     except SystemExit as exc:  # argparse: usage errors exit 2 with a message
         code = exc.code  # type: ignore[assignment]
     err = capsys.readouterr().err
@@ -127,6 +132,7 @@ def test_cli_answers_every_input_with_a_status_not_a_traceback(
     assert "Traceback" not in err and "internal error" not in err, (argv, err)
     if code not in (0, 3):
         assert err.strip(), argv  # a failure always says why
-    with Store.open(cli_store, read_only=True) as store:  # and the store still opens, consistent
-        ids, _ = store.vectors("joint")
-        assert store.count("joint") == len(ids)
+    with Store.open(store, read_only=True) as opened:  # and the store still opens, consistent
+        ids, _ = opened.vectors("joint")
+        assert opened.count("joint") == len(ids)
+    shutil.rmtree(store.parent)

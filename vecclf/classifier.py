@@ -158,11 +158,17 @@ class ConceptClassifier:
         model: str = "ViT-B-32:laion2b_s34b_b79k",
         *,
         checkpoint: str | Path | None = None,
+        index: str = "auto",
         **kwargs: Any,
     ) -> ConceptClassifier:
-        """Create a store at ``path`` for the embedder named by ``model`` (see :func:`parse_model`)."""
+        """Create a store at ``path`` for the embedder named by ``model`` (see :func:`parse_model`).
+
+        ``index``: the FAISS index kind (``auto``, ``flat``, ``fp16``, ``sq8``, ``ivf``; see :mod:`vecclf._index`).
+        """
         embedder = load_embedder(parse_model(model, checkpoint))
-        store = Store.create(path, spec=embedder.spec, identity=embedder.identity, spaces=embedder.spaces())
+        store = Store.create(
+            path, spec=embedder.spec, identity=embedder.identity, spaces=embedder.spaces(), index=index
+        )
         return cls(store, embedder, **kwargs)
 
     @classmethod

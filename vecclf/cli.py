@@ -56,6 +56,8 @@ def _print_report(report: Any) -> None:
 def _finish_add(args: argparse.Namespace, report: Any) -> int:
     _emit(args, report.to_dict(), lambda: _print_report(report))
     if report.failures and not report.added:
+        first = report.failures[0]
+        print(f"vecclf: error: nothing added ({first.source}: {first.reason})", file=sys.stderr)
         return 1
     return 0
 
@@ -63,7 +65,7 @@ def _finish_add(args: argparse.Namespace, report: Any) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from .classifier import ConceptClassifier
 
-    with ConceptClassifier.create(args.store, args.model, checkpoint=args.checkpoint) as clf:
+    with ConceptClassifier.create(args.store, args.model, checkpoint=args.checkpoint, index=args.index) as clf:
         info = clf.info()
     _emit(args, info, lambda: print(f"created store at {info['path']} with {info['embedder']}"))
     return 0
@@ -266,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
         "descriptor, needs vecclf[faces]) | tiny-clip (tests)",
     )
     p.add_argument("--checkpoint", help="local OpenCLIP checkpoint file (instead of downloading PRETRAINED)")
+    p.add_argument(
+        "--index",
+        default="auto",
+        choices=["auto", "flat", "fp16", "sq8", "ivf"],
+        help="FAISS index: auto (exact, then IVF from 250k vectors), flat (exact), fp16 / sq8 (2 / 1 bytes per "
+        "dimension), ivf (approximate)",
+    )
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("add", parents=[common], help="add images, videos, folders or texts")

@@ -28,7 +28,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
-from . import _sql
+from . import _index, _sql
 from ._locks import RWLock
 from .errors import (
     ConflictError,
@@ -194,6 +194,18 @@ def _vector_table(ids: np.ndarray, vectors: np.ndarray) -> pa.Table:
     return pa.table({"id": pa.array(ids, pa.int64()), "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
 
 
+def _exact_top_k(queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS-shaped exact top-``k`` over a few vectors (``-1`` / ``-inf`` padding when fewer than ``k``)."""
+    sims = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    out = np.full((len(queries), k), -1, dtype=np.int64)
+    if len(ids):
+        scores = queries @ vectors.T
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        sims[:, : top.shape[1]] = np.take_along_axis(scores, top, axis=1)
+        out[:, : top.shape[1]] = ids[top]
+    return sims, out
+
+
 class Store:
     """A vecclf store directory. Open with :meth:`create` or :meth:`open`; use as a context manager."""
 
@@ -214,6 +226,7 @@ class Store:
         self.identity: dict[str, Any] = json.loads(meta["embedder_identity"])
         self.spaces: dict[str, int] = json.loads(meta["spaces"])
         self.schema_version = int(meta["schema_version"])
+        self.index_kind: str = meta.get("index_kind", "auto")  # stores made before the choice existed: auto
         self._gens: dict[str, int] = {}
         self._model_key = _identity_key(self.identity)
 
@@ -241,10 +254,20 @@ class Store:
 
     @classmethod
     def create(
-        cls, path: str | Path, *, spec: dict[str, Any], identity: dict[str, Any], spaces: dict[str, int]
+        cls,
+        path: str | Path,
+        *,
+        spec: dict[str, Any],
+        identity: dict[str, Any],
+        spaces: dict[str, int],
+        index: str = "auto",
     ) -> Store:
-        """Create a new store at ``path`` (an empty or missing directory) for one embedder."""
+        """Create a new store at ``path`` (an empty or missing directory) for one embedder.
+
+        ``index`` chooses the FAISS index kind (see :mod:`vecclf._index`); the vectors in DuckDB stay exact.
+        """
         root = Path(path)
+        _index.check_kind(index)
         if (root / DB_FILE).exists():
             raise ConflictError(f"a store already exists at {root}")
         root.mkdir(parents=True, exist_ok=True)
@@ -262,6 +285,7 @@ class Store:
                 "embedder_spec": json.dumps(spec, sort_keys=True),
                 "embedder_identity": json.dumps(identity, sort_keys=True),
                 "spaces": json.dumps(spaces, sort_keys=True),
+                "index_kind": index,
                 **{f"gen:{s}": "0" for s in spaces},
             }
             con.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
@@ -325,6 +349,10 @@ class Store:
                 return
             for space in sorted(self._dirty):
                 index = self._indexes[space]
+                if _index.resolve(self.index_kind, index.ntotal) != _index.kind_of(index):
+                    # grew past a threshold (auto: flat -> ivf; sq8 and ivf need enough vectors to train)
+                    ids, vectors = self._read_vectors(space)
+                    index = self._indexes[space] = _index.build(self.index_kind, self.spaces[space], ids, vectors)
                 final = self._index_path(space)
                 tmp = final.with_suffix(".tmp")
                 try:
@@ -516,9 +544,7 @@ class Store:
                 except (RuntimeError, OSError):
                     pass  # torn or unreadable: fall through to a rebuild
         ids, vectors = self._read_vectors(space)
-        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        if len(ids):
-            index.add_with_ids(vectors, ids)
+        index = _index.build(self.index_kind, dim, ids, vectors)
         self._dirty.add(space)
         return index
 
@@ -859,6 +885,9 @@ class Store:
             k_eff = max(1, min(k, index.ntotal))
             if index.ntotal == 0:
                 return np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
+            if restrict_to is not None and _index.kind_of(index) == "ivf":
+                # an approximate index may not visit the cells holding a small subset: rank it exactly
+                return _exact_top_k(q, *self.vectors(space, [int(i) for i in restrict_to]), k_eff)
             if restrict_to is not None:
                 params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(restrict_to, dtype=np.int64)))  # type: ignore[call-arg]
                 sims, ids = index.search(q, k_eff, params=params)
@@ -952,10 +981,12 @@ class Store:
             con = self._db()
             kinds = dict(con.execute("SELECT kind, count(*) FROM inputs GROUP BY kind ORDER BY kind").fetchall())
             n_concepts = self._row("SELECT count(*) FROM concepts")[0]
-            spaces = {}
+            spaces: dict[str, dict[str, Any]] = {}
             for space, dim in self.spaces.items():
                 n = self._row(f"SELECT count(*) FROM {_sql.space_table(space)}")[0]
                 spaces[space] = {"dim": dim, "vectors": int(n), "generation": self._generation(space)}
+                if space in self._indexes:
+                    spaces[space]["index"] = _index.kind_of(self._indexes[space])
         return {
             "path": str(self.path.resolve()),
             "schema_version": self.schema_version,
@@ -963,5 +994,6 @@ class Store:
             "spaces": spaces,
             "inputs": {k: int(v) for k, v in kinds.items()},
             "concepts": int(n_concepts),
+            "index_kind": self.index_kind,
             "read_only": self.read_only,
         }
