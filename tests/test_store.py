@@ -224,3 +224,47 @@ def test_search_concept_filter_applies_before_ranking(clf, image_files) -> None:
     hits = clf.search([image_files["red"][0]], k=3, concept="blue")[0]
     assert [h.concepts for h in hits] == [["blue"]]  # filtered first, so the one blue input is found
     assert len(clf.search([image_files["red"][0]], k=50)[0]) == 5  # k beyond the store: no padding
+
+
+def test_label_view_grows_in_place_and_matches_a_rebuild(clf) -> None:
+    """Adds extend the cached labels (a new concept stays cheap in a big store); the result equals a full re-read."""
+    from vecclf import knn
+    from vecclf.store import NewInput
+
+    rng = np.random.default_rng(0)
+
+    def vec() -> np.ndarray:
+        v = rng.normal(size=64).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    store = clf.store
+    batches = [
+        [NewInput("text", "joint", f"a{i}", vec(), concepts=("red",)) for i in range(6)],
+        [NewInput("text", "joint", "n1", vec(), negatives=("green",)), NewInput("text", "joint", "u", vec())],
+        [NewInput("text", "joint", f"g{i}", vec(), concepts=("green",)) for i in range(6)],  # had a negative
+        [
+            NewInput("video", "joint", "v", vec(), concepts=("blue", "red")),
+            NewInput("frame", "joint", "f0", vec(), parent=0, frame_index=0),
+            NewInput("frame", "joint", "f1", vec(), parent=0, frame_index=1),
+        ],
+        [NewInput("text", "joint", f"b{i}", vec(), concepts=("blue",), negatives=("red",)) for i in range(5)],
+    ]
+    grown = 0
+    for batch in batches:
+        store.label_view("joint")
+        clf.thresholds("joint")  # cached before the write, so the next one can be incremental
+        store.add(batch)
+        cached = store._views.get("joint")
+        grown += cached is not None
+        incremental = clf.thresholds("joint")
+        clf._thresholds.clear()
+        store._views.clear()
+        fresh = store.label_view("joint")
+        if cached is not None:
+            for field in ("ids", "roots", "label_roots", "matrix"):
+                assert np.array_equal(getattr(cached, field), getattr(fresh, field)), field
+            assert cached.classes == fresh.classes and cached.generation == fresh.generation
+        ids, vecs = store.vectors("joint", fresh.label_roots.tolist())
+        full = knn.open_set_thresholds(knn.class_vectors(fresh, ids, vecs), quantile=clf.unknown_quantile)
+        assert incremental == pytest.approx(full)
+    assert grown == len(batches) - 1  # only the concept that already had a negative label forced a re-read

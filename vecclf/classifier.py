@@ -144,7 +144,8 @@ class ConceptClassifier:
         self.k = k
         self.unknown_quantile = unknown_quantile
         self._embedder = embedder
-        self._thresholds: dict[str, tuple[int, dict[str, float]]] = {}
+        # space -> (generation, leave-one-out similarities per concept, thresholds)
+        self._thresholds: dict[str, tuple[int, dict[str, np.ndarray], dict[str, float]]] = {}
         self._calibrations: dict[str, tuple[int, knn.Calibration]] = {}
         self._heads: dict[str, tuple[int, LogisticHead]] = {}
         if embedder is not None:
@@ -499,14 +500,26 @@ class ConceptClassifier:
                 )
 
     def thresholds(self, space: str) -> dict[str, float]:
-        """Open-set thresholds of each concept in ``space`` (recomputed after writes)."""
+        """Open-set thresholds of each concept in ``space``.
+
+        After a write only the concepts it touched are recomputed (the label view says which),
+        so a new concept in a large store reads just its own examples.
+        """
         view = self.store.label_view(space)
         cached = self._thresholds.get(space)
         if cached is not None and cached[0] == view.generation:
-            return cached[1]
-        ids, vecs = self.store.vectors(space, view.label_roots.tolist())
-        result = knn.open_set_thresholds(knn.class_vectors(view, ids, vecs), quantile=self.unknown_quantile)
-        self._thresholds[space] = (view.generation, result)
+            return cached[2]
+        reusable = cached is not None and view.base_generation <= cached[0] < view.generation
+        old_loo = cached[1] if cached is not None and reusable else {}
+        stale = [j for j, c in enumerate(view.classes) if c not in old_loo or c in view.changed]
+        loo = {c: old_loo[c] for c in view.classes if c in old_loo and c not in view.changed}
+        if stale:
+            wanted = view.label_roots[(view.matrix[:, stale] > 0).any(axis=1)]
+            ids, vecs = self.store.vectors(space, wanted.tolist())
+            fresh = knn.class_vectors(view, ids, vecs)
+            loo.update({view.classes[j]: knn.loo_similarities(fresh[view.classes[j]]) for j in stale})
+        result = knn.thresholds_from_loo(loo, quantile=self.unknown_quantile)
+        self._thresholds[space] = (view.generation, loo, result)
         return result
 
     # ------------------------------------------------------------------ heads

@@ -136,9 +136,14 @@ def open_set_thresholds(
     with fewer than ``min_examples`` use the pooled distribution of all classes; with no
     pooled evidence at all, no threshold (``-inf``).
     """
+    loo = {c: loo_similarities(v, seed=seed) for c, v in class_vectors.items()}
+    return thresholds_from_loo(loo, quantile=quantile, min_examples=min_examples)
+
+
+def thresholds_from_loo(loo: dict[str, np.ndarray], *, quantile: float, min_examples: int = 5) -> dict[str, float]:
+    """:func:`open_set_thresholds` from each class's leave-one-out similarities (see :func:`loo_similarities`)."""
     if not 0.0 <= quantile < 1.0:
         raise InvalidInputError(f"unknown quantile must be in [0, 1), got {quantile}")
-    loo = {c: loo_similarities(v, seed=seed) for c, v in class_vectors.items()}
     pooled = np.concatenate([s for s in loo.values()]) if loo else np.zeros(0)
     fallback = float(np.quantile(pooled, quantile)) if len(pooled) >= min_examples and quantile > 0 else -np.inf
     out: dict[str, float] = {}

@@ -115,6 +115,39 @@ class LabelView:
     classes: list[str]
     label_roots: np.ndarray
     matrix: np.ndarray
+    # This view is the one at `base_generation` plus rows that only touch `changed` classes: caches
+    # derived per class (open-set thresholds) recompute just those. A full rebuild is its own base.
+    base_generation: int = -1
+    changed: frozenset[str] = frozenset()
+
+    def with_added(
+        self, generation: int, ids: np.ndarray, roots: np.ndarray, labels: dict[int, dict[str, bool]]
+    ) -> LabelView:
+        """This view plus new inputs (ids above every stored one) and their labels ``{root: {concept: positive}}``."""
+        touched = {c for marks in labels.values() for c, pos in marks.items() if pos}
+        classes = sorted(set(self.classes) | touched)
+        matrix = self.matrix
+        if len(classes) != len(self.classes):
+            new_cols = [j for j, c in enumerate(classes) if c not in set(self.classes)]
+            matrix = np.insert(matrix, [j - n for n, j in enumerate(new_cols)], 0, axis=1)
+        col = {c: j for j, c in enumerate(classes)}
+        rows = sorted(r for r, marks in labels.items() if any(c in col for c in marks))
+        extra = np.zeros((len(rows), len(classes)), dtype=np.int8)
+        for n, r in enumerate(rows):
+            for c, pos in labels[r].items():
+                if c in col:
+                    extra[n, col[c]] = 1 if pos else -1
+        touched |= {c for r in rows for c in labels[r] if c in col}  # negatives change a class's evidence too
+        return LabelView(
+            generation=generation,
+            ids=np.concatenate([self.ids, ids]),
+            roots=np.concatenate([self.roots, roots]),
+            classes=classes,
+            label_roots=np.concatenate([self.label_roots, np.array(rows, dtype=np.int64)]),
+            matrix=np.concatenate([matrix, extra]) if len(rows) else matrix,
+            base_generation=self.base_generation if self.base_generation >= 0 else self.generation,
+            changed=self.changed | touched,
+        )
 
     @property
     def has_frames(self) -> bool:
@@ -192,6 +225,11 @@ def _vector_table(ids: np.ndarray, vectors: np.ndarray) -> pa.Table:
     dim = vectors.shape[1]
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
     return pa.table({"id": pa.array(ids, pa.int64()), "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
+
+
+_NO_VIEW = LabelView(
+    -1, np.zeros(0, np.int64), np.zeros(0, np.int64), [], np.zeros(0, np.int64), np.zeros((0, 0), np.int8)
+)
 
 
 def _exact_top_k(queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -620,7 +658,25 @@ class Store:
                     for n in names_
                 ]
                 if labels:
-                    con.executemany("INSERT INTO labels VALUES (?, ?, ?)", labels)
+                    label_rows = pa.table(
+                        {
+                            "input_id": pa.array([r[0] for r in labels], pa.int64()),
+                            "concept_id": pa.array([r[1] for r in labels], pa.int64()),
+                            "positive": pa.array([r[2] for r in labels], pa.bool_()),
+                        }
+                    )
+                    con.register("new_labels", label_rows)
+                    con.execute("INSERT INTO labels SELECT * FROM new_labels")
+                    con.unregister("new_labels")
+                # concepts that become classes here but already had (negative) labels: views are rebuilt
+                known = {c for space in {it.space for it in items} for c in self._views.get(space, _NO_VIEW).classes}
+                fresh = [concept_ids[n] for n in {check_concept_name(n) for it in items for n in it.concepts} - known]
+                earlier = bool(fresh) and bool(
+                    self._row(
+                        "SELECT count(*) FROM labels WHERE list_contains(?, concept_id) AND input_id < ?",
+                        [fresh, min(ids)],
+                    )[0]
+                )
                 thumbs = [(ids[i], it.thumbnail) for i, it in enumerate(items) if it.thumbnail]
                 if thumbs:
                     con.executemany("INSERT INTO thumbnails VALUES (?, ?)", thumbs)
@@ -648,11 +704,26 @@ class Store:
                     )
                     con.unregister("new_cache")
                     staged.append((space, space_ids, vecs))
+                before = {space: self._generation(space) for space in by_space}
                 self._bump(by_space)
             for space, space_ids, vecs in staged:
                 self._indexes[space].add_with_ids(vecs, space_ids)
                 self._dirty.add(space)
-                self._views.pop(space, None)
+                view = self._views.pop(space, None)
+                if view is not None and view.generation == before[space] and not earlier:
+                    # extend the cached labels rather than re-read them all: adding a concept stays O(new)
+                    idx = by_space[space]
+                    parents = [items[i].parent for i in idx]
+                    roots = np.array([ids[i] if p is None else ids[p] for i, p in zip(idx, parents)])
+                    marks = {
+                        ids[i]: {
+                            **{check_concept_name(n): False for n in items[i].negatives},
+                            **{check_concept_name(n): True for n in items[i].concepts},
+                        }
+                        for i in idx
+                        if items[i].concepts or items[i].negatives
+                    }
+                    self._views[space] = view.with_added(self._gens[space], space_ids, roots.astype(np.int64), marks)
             return ids
 
     def cached_vectors(self, space: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
@@ -911,23 +982,28 @@ class Store:
                 "SELECT l.input_id, c.name, l.positive FROM labels l JOIN concepts c ON c.id = l.concept_id "
                 "JOIN inputs i ON i.id = l.input_id WHERE i.space = ? ORDER BY l.input_id",
                 [space],
-            ).fetchall()
-            classes = sorted({name for _, name, pos in lab if pos})
-            col = {name: j for j, name in enumerate(classes)}
-            label_roots = np.array(sorted({int(i) for i, _, _ in lab}), dtype=np.int64)
+            ).fetchnumpy()
+            input_ids = np.asarray(lab["input_id"], dtype=np.int64)
+            names = np.asarray(lab["name"], dtype=object)
+            positive = np.asarray(lab["positive"], dtype=bool)
+            classes = sorted(set(names[positive].tolist()))
+            label_roots, row = np.unique(input_ids, return_inverse=True)
             matrix = np.zeros((len(label_roots), len(classes)), dtype=np.int8)
-            row_of = {int(r): j for j, r in enumerate(label_roots)}
-            for i, name, pos in lab:
-                if name in col:
-                    matrix[row_of[int(i)], col[name]] = 1 if pos else -1
+            if classes:
+                col = np.searchsorted(np.array(classes, dtype=object), names)
+                known = (col < len(classes)) & (
+                    np.array(classes, dtype=object)[np.minimum(col, len(classes) - 1)] == names
+                )
+                matrix[row[known], col[known]] = np.where(positive[known], 1, -1)
             keep = np.abs(matrix).sum(axis=1) > 0
             view = LabelView(
                 generation=gen,
                 ids=np.asarray(idr["id"], dtype=np.int64),
                 roots=np.asarray(idr["root"], dtype=np.int64),
                 classes=classes,
-                label_roots=label_roots[keep],
+                label_roots=label_roots[keep].astype(np.int64),
                 matrix=matrix[keep],
+                base_generation=gen,
             )
             self._views[space] = view
             return view
