@@ -514,8 +514,14 @@ class ConceptClassifier:
         stale = [j for j, c in enumerate(view.classes) if c not in old_loo or c in view.changed]
         loo = {c: old_loo[c] for c in view.classes if c in old_loo and c not in view.changed}
         if stale:
-            wanted = view.label_roots[(view.matrix[:, stale] > 0).any(axis=1)]
-            ids, vecs = self.store.vectors(space, wanted.tolist())
+            rng = np.random.default_rng(0)
+            wanted = []
+            for j in stale:  # read at most the sample each threshold is computed from, not whole classes
+                members = view.label_roots[view.matrix[:, j] > 0]
+                if len(members) > knn.LOO_MAX_EXAMPLES:
+                    members = rng.choice(members, knn.LOO_MAX_EXAMPLES, replace=False)
+                wanted.append(members)
+            ids, vecs = self.store.vectors(space, np.unique(np.concatenate(wanted)).tolist())
             fresh = knn.class_vectors(view, ids, vecs)
             loo.update({view.classes[j]: knn.loo_similarities(fresh[view.classes[j]]) for j in stale})
         result = knn.thresholds_from_loo(loo, quantile=self.unknown_quantile)

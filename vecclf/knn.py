@@ -115,7 +115,10 @@ def rank(scores: np.ndarray, support: np.ndarray) -> np.ndarray:
     return np.lexsort(keys, axis=-1)
 
 
-def loo_similarities(vectors: np.ndarray, *, max_examples: int = 2000, seed: int = 0) -> np.ndarray:
+LOO_MAX_EXAMPLES = 2000  # examples per class behind an open-set threshold (a seeded sample beyond this)
+
+
+def loo_similarities(vectors: np.ndarray, *, max_examples: int = LOO_MAX_EXAMPLES, seed: int = 0) -> np.ndarray:
     """Leave-one-out nearest-neighbour similarity of each example to the others of its class."""
     if len(vectors) < 2:
         return np.zeros(0, dtype=np.float64)
