@@ -74,3 +74,22 @@ def test_small_stores_stay_exact_until_they_can_train() -> None:
     assert _index.resolve("sq8", 10) == "flat" and _index.resolve("sq8", 5_000) == "sq8"
     assert _index.resolve("ivf", 500) == "flat" and _index.resolve("auto", 10**6) == "ivf"
     assert _index.resolve("fp16", 0) == "fp16"
+
+
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_small_batch_search_matches_faiss(wrapped) -> None:
+    X = _clustered(3_000, 24, seed=9)
+    flat = faiss.IndexFlatIP(24)
+    index: faiss.Index = faiss.IndexIDMap2(flat) if wrapped else flat
+    if wrapped:
+        index.add_with_ids(X, np.arange(3_000, dtype=np.int64) * 7 + 11)
+    else:
+        index.add(X)
+    for nq in (1, 3, 8, 9):
+        for k in (1, 10, 3_000):
+            Q = _clustered(nq, 24, seed=nq)
+            sims, ids = _index.search(index, Q, k)
+            want_sims, want_ids = index.search(Q, k)
+            assert ids.shape == want_ids.shape == (nq, k) and ids.dtype == np.int64
+            np.testing.assert_allclose(sims, want_sims, rtol=1e-5, atol=1e-5)
+            assert (ids[:, :1] == want_ids[:, :1]).all()

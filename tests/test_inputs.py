@@ -98,3 +98,40 @@ def test_bad_files_reported_without_losing_the_batch(clf, tmp_path, image_files)
     assert len(report.added) == 5  # 3 images + 2 text lines
     assert clf.store.count() == 5
     assert {c["name"]: c["positives"] for c in clf.concepts()} == {"red": 5}
+
+
+def test_decode_ahead_keeps_order_errors_and_stops_with_the_consumer() -> None:
+    import threading
+
+    from vecclf.inputs import decode_ahead
+
+    assert list(decode_ahead(iter(range(100)), ahead=3)) == list(range(100))
+
+    def failing():  # type: ignore[no-untyped-def]
+        yield 1
+        yield 2
+        raise OSError("disk went away")
+
+    got = []
+    with pytest.raises(OSError, match="disk went away"):
+        for x in decode_ahead(failing()):
+            got.append(x)
+    assert got == [1, 2]
+    produced = []
+
+    def endless():  # type: ignore[no-untyped-def]
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    before = threading.active_count()
+    for x in decode_ahead(endless(), ahead=4):
+        if x == 10:
+            break  # the consumer leaves early: the worker must not run on forever
+    for _ in range(50):
+        if threading.active_count() <= before:
+            break
+        threading.Event().wait(0.05)
+    assert threading.active_count() <= before and len(produced) < 30

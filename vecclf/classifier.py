@@ -33,6 +33,7 @@ from .inputs import (
     TextItem,
     VideoItem,
     concept_folders,
+    decode_ahead,
     expand_paths,
     load_media,
     make_text,
@@ -325,7 +326,7 @@ class ConceptClassifier:
             batch.clear()
 
         faces = self._face_embedder()
-        for it in items:
+        for it in decode_ahead(items):
             if isinstance(it, Failure):
                 report.failures.append(it)
                 continue
@@ -522,8 +523,10 @@ class ConceptClassifier:
                     members = rng.choice(members, knn.LOO_MAX_EXAMPLES, replace=False)
                 wanted.append(members)
             ids, vecs = self.store.vectors(space, np.unique(np.concatenate(wanted)).tolist())
-            fresh = knn.class_vectors(view, ids, vecs)
-            loo.update({view.classes[j]: knn.loo_similarities(fresh[view.classes[j]]) for j in stale})
+            for j, members in zip(stale, wanted):
+                pos = np.searchsorted(ids, members)  # ids is sorted; a member deleted meanwhile is skipped
+                ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == members)
+                loo[view.classes[j]] = knn.loo_similarities(vecs[pos[ok]])
         result = knn.thresholds_from_loo(loo, quantile=self.unknown_quantile)
         self._thresholds[space] = (view.generation, loo, result)
         return result

@@ -11,10 +11,13 @@ import hashlib
 import io
 import json
 import os
+import queue
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,6 +30,7 @@ IMAGE_SUFFIXES = frozenset(
 )
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg"})
 TEXT_SUFFIXES = frozenset({".txt"})
+T = TypeVar("T")
 TABLE_SUFFIXES = frozenset({".csv", ".jsonl", ".ndjson"})
 
 MediaLike = str | Path | bytes | Image.Image
@@ -342,3 +346,45 @@ def _pick(columns: Sequence[str], names: Sequence[str]) -> str | None:
         if name in lowered:
             return lowered[name]
     return None
+
+
+def decode_ahead(items: Iterable[T], ahead: int = 32) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, up to ``ahead`` items early.
+
+    Files are read and decoded while the model embeds the previous batch: PIL, PyAV and torch
+    release the GIL, so the two overlap. Errors raised while iterating surface here, in order.
+    """
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer went away
+
+    def work() -> None:
+        try:
+            for it in items:
+                if not put(("item", it)):
+                    return
+            put(("done", None))
+        except BaseException as exc:
+            put(("error", exc))
+
+    worker = threading.Thread(target=work, name="vecclf-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "item":
+                yield value
+            elif kind == "done":
+                return
+            else:
+                raise value
+    finally:
+        stop.set()

@@ -14,6 +14,7 @@ from typing import Literal
 import faiss
 import numpy as np
 
+from . import _index
 from .errors import InvalidInputError, NotFittedError
 from .store import LabelView
 
@@ -258,8 +259,9 @@ def _check_vectors(X: np.ndarray, dim: int | None = None) -> np.ndarray:
 class KNNClassifier:
     """Cosine k-NN classifier over vectors, scikit-learn style.
 
-    ``fit(X, y)`` stores L2-normalised copies in a FAISS flat index; ``predict`` answers
-    ``"unknown"`` for inputs below the open-set threshold when ``unknown_quantile > 0``.
+    ``fit(X, y)`` stores L2-normalised copies in a FAISS index (``index``: a kind from
+    :mod:`vecclf._index`, exact ``flat`` by default); ``predict`` answers ``"unknown"`` for
+    inputs below the open-set threshold when ``unknown_quantile > 0``.
     """
 
     def __init__(
@@ -270,12 +272,14 @@ class KNNClassifier:
         temperature: float = 0.05,
         negative_weight: float = 1.0,
         unknown_quantile: float = 0.0,
+        index: str = "flat",
     ) -> None:
         self.k = k
         self.weighting = weighting
         self.temperature = temperature
         self.negative_weight = negative_weight
         self.unknown_quantile = unknown_quantile
+        self.index = index
 
     def fit(self, X: np.ndarray, y: Sequence[str] | np.ndarray) -> KNNClassifier:
         """Index the training vectors and labels (one label per row)."""
@@ -291,8 +295,12 @@ class KNNClassifier:
         matrix = np.zeros((len(Xn), len(classes)), dtype=np.int8)
         matrix[ids, [col[v] for v in labels]] = 1
         self.view_ = LabelView(0, ids, ids, classes, ids, matrix)
-        self.index_ = faiss.IndexFlatIP(Xn.shape[1])
-        self.index_.add(Xn)
+        self.index_: faiss.Index
+        if self.index == "flat":
+            self.index_ = faiss.IndexFlatIP(Xn.shape[1])
+            self.index_.add(Xn)
+        else:
+            self.index_ = _index.build(_index.check_kind(self.index), Xn.shape[1], ids, Xn)
         self.classes_ = np.array(classes, dtype=object)
         self.thresholds_ = open_set_thresholds(class_vectors(self.view_, ids, Xn), quantile=self.unknown_quantile)
         return self
@@ -301,7 +309,7 @@ class KNNClassifier:
         if not hasattr(self, "index_"):
             raise NotFittedError("KNNClassifier is not fitted yet; call fit(X, y) first")
         Xn = _check_vectors(X, self.index_.d)
-        sims, ids = self.index_.search(Xn, min(self.k, self.index_.ntotal))
+        sims, ids = _index.search(self.index_, Xn, min(self.k, self.index_.ntotal))
         return vote(
             sims,
             ids,

@@ -530,6 +530,12 @@ def openapi_schema() -> dict[str, Any]:
             }
         return {"required": True, "content": content}
 
+    def optional_json(props: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "required": False,
+            "content": {"application/json": {"schema": {"type": "object", "properties": props}}},
+        }
+
     def ok(schema: dict[str, Any], code: str = "200") -> dict[str, Any]:
         return {code: {"description": "ok", "content": {"application/json": {"schema": schema}}}, **errors}
 
@@ -628,20 +634,12 @@ def openapi_schema() -> dict[str, Any]:
             "/train": {
                 "post": {
                     "summary": "train the logistic head",
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "mode": {"type": "string", "enum": ["auto", "exclusive", "multilabel"]},
-                                        "C": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
-                                    },
-                                }
-                            }
-                        },
-                    },
+                    "requestBody": optional_json(
+                        {
+                            "mode": {"type": "string", "enum": ["auto", "exclusive", "multilabel"]},
+                            "C": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
+                        }
+                    ),
                     "responses": ok(obj),
                 }
             },
@@ -666,20 +664,12 @@ def openapi_schema() -> dict[str, Any]:
             "/evaluate": {
                 "post": {
                     "summary": "evaluate the stored examples (LOO k-NN or k-fold head) and keep the report",
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "method": {"type": "string", "enum": ["knn", "head"]},
-                                        "folds": {"type": "integer", "minimum": 2, "maximum": 20},
-                                    },
-                                }
-                            }
-                        },
-                    },
+                    "requestBody": optional_json(
+                        {
+                            "method": {"type": "string", "enum": ["knn", "head"]},
+                            "folds": {"type": "integer", "minimum": 2, "maximum": 20},
+                        }
+                    ),
                     "responses": ok(obj),
                 }
             },

@@ -587,7 +587,8 @@ class Store:
         return index
 
     # ----------------------------------------------------------------- writes
-    def _concept_ids(self, names: Iterable[str], *, create: bool) -> dict[str, int]:
+    def _concept_ids(self, names: Iterable[str], *, create: bool, created: set[str] | None = None) -> dict[str, int]:
+        """Ids of named concepts; with ``create``, missing ones are made (and their names put in ``created``)."""
         wanted = sorted(set(names))
         found: dict[str, int] = {}
         for name in wanted:
@@ -598,6 +599,8 @@ class Store:
                 row = self._row(
                     "INSERT INTO concepts (id, name) VALUES (nextval('concept_ids'), ?) RETURNING id", [name]
                 )
+                if created is not None:
+                    created.add(name)
             found[name] = int(row[0])
         return found
 
@@ -625,7 +628,8 @@ class Store:
                 self._index(space)  # load before writing so the in-memory index stays in step
             names = {check_concept_name(n) for it in items for n in (*it.concepts, *it.negatives)}
             with self._transaction() as con:
-                concept_ids = self._concept_ids(names, create=True)
+                created: set[str] = set()
+                concept_ids = self._concept_ids(names, create=True, created=created)
                 ids = [
                     int(r[0]) for r in con.execute("SELECT nextval('input_ids') FROM range(?)", [len(items)]).fetchall()
                 ]
@@ -670,7 +674,8 @@ class Store:
                     con.unregister("new_labels")
                 # concepts that become classes here but already had (negative) labels: views are rebuilt
                 known = {c for space in {it.space for it in items} for c in self._views.get(space, _NO_VIEW).classes}
-                fresh = [concept_ids[n] for n in {check_concept_name(n) for it in items for n in it.concepts} - known]
+                positives = {check_concept_name(n) for it in items for n in it.concepts}
+                fresh = [concept_ids[n] for n in positives - known - created]  # new concepts have no past
                 earlier = bool(fresh) and bool(
                     self._row(
                         "SELECT count(*) FROM labels WHERE list_contains(?, concept_id) AND input_id < ?",
@@ -963,7 +968,7 @@ class Store:
                 params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(restrict_to, dtype=np.int64)))  # type: ignore[call-arg]
                 sims, ids = index.search(q, k_eff, params=params)
             else:
-                sims, ids = index.search(q, k_eff)
+                sims, ids = _index.search(index, q, k_eff)
         return sims, ids
 
     def label_view(self, space: str) -> LabelView:

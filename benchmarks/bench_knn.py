@@ -1,0 +1,131 @@
+"""k-NN prediction speed: our estimator and our store beside raw FAISS, scikit-learn and the memory floor.
+
+A seeded, clustered set of N unit vectors (default 200,000 x 512, 20 concepts). Batch: 1,000 queries, k=10.
+Single query: median latency against the time to stream the N*d*4 bytes once (the bandwidth floor for exact
+search), measured with numpy on the same array.
+
+    python benchmarks/bench_knn.py [--smoke] [--n 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from _data import emit, timed
+
+from vecclf.classifier import ConceptClassifier
+from vecclf.knn import KNNClassifier
+from vecclf.store import NewInput, Store
+
+
+def clustered(n: int, d: int, concepts: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around ``concepts`` centres with sub-clusters: some structure, like real embeddings."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(concepts * 8, d)).astype(np.float32)
+    sub = rng.integers(0, concepts * 8, n)
+    X = centres[sub] + rng.normal(size=(n, d)).astype(np.float32) * 1.5
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X, sub % concepts
+
+
+def bandwidth_floor(X: np.ndarray, repeats: int = 7) -> float:
+    """Seconds to stream X once: the best of numpy's sum and a matrix-vector product over it."""
+    q = np.ones(X.shape[1], dtype=np.float32)
+    t_sum, _ = timed(lambda: X.sum(), repeats)
+    t_gemv, _ = timed(lambda: X @ q, repeats)
+    return min(t_sum, t_gemv)
+
+
+def build_store(path: Path, X: np.ndarray, y: np.ndarray) -> Store:
+    store = Store.create(path, spec={"kind": "bench"}, identity={"kind": "bench"}, spaces={"joint": X.shape[1]})
+    for start in range(0, len(X), 20_000):
+        rows = [
+            NewInput("text", "joint", f"h{i}", X[i], concepts=(f"c{y[i]}",))
+            for i in range(start, min(start + 20_000, len(X)))
+        ]
+        store.add(rows)
+    return store
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--n", type=int, default=200_000)
+    args = ap.parse_args()
+    n, d, nq, k = (5_000, 64, 50, 10) if args.smoke else (args.n, 512, 1_000, 10)
+    X, y = clustered(n, d, 20)
+    Q, _ = clustered(nq, d, 20, seed=1)
+    labels = np.array([f"c{v}" for v in y])
+    result: dict[str, Any] = {"benchmark": "knn", "n": n, "d": d, "queries": nq, "k": k}
+
+    flat = faiss.IndexFlatIP(d)
+    flat.add(X)
+    ours = KNNClassifier(k=k).fit(X, labels)
+    t_faiss, _ = timed(lambda: flat.search(Q, k), 5)
+    t_ours, pred = timed(lambda: ours.predict(Q), 5)
+    from sklearn.neighbors import KNeighborsClassifier
+
+    sk = KNeighborsClassifier(n_neighbors=k, metric="cosine", weights="distance", algorithm="brute").fit(X, labels)
+    t_sk, pred_sk = timed(lambda: sk.predict(Q), 3)
+    ivf = KNNClassifier(k=k, index="ivf").fit(X, labels)  # what `auto` becomes past its threshold
+    t_ivf, pred_ivf = timed(lambda: ivf.predict(Q), 5)
+
+    tmp = Path(tempfile.mkdtemp(prefix="vecclf-bench-"))
+    try:
+        start = time.perf_counter()
+        store = build_store(tmp / "store", X, y)
+        t_build = time.perf_counter() - start
+        clf = ConceptClassifier(store, unknown_quantile=0.0)
+        clf.predict_vectors("joint", Q[:2], method="knn", k=k)  # label view, index: built once, then cached
+        t_store, preds = timed(lambda: clf.predict_vectors("joint", Q, method="knn", k=k), 5)
+        agree = float(np.mean([p.nearest == c for p, c in zip(preds, pred)]))
+        result["batch"] = {
+            "raw_faiss_qps": round(nq / t_faiss),
+            "ours_estimator_qps": round(nq / t_ours),
+            "ours_store_qps": round(nq / t_store),
+            "sklearn_brute_qps": round(nq / t_sk),
+            "estimator_vs_faiss": round(t_faiss / t_ours, 3),
+            "store_vs_faiss": round(t_faiss / t_store, 3),
+            "estimator_vs_sklearn": round(t_sk / t_ours, 2),
+            "store_vs_sklearn": round(t_sk / t_store, 2),
+            "agreement_with_sklearn": round(float(np.mean(pred == pred_sk)), 4),
+            "ours_ivf_estimator_qps": round(nq / t_ivf),
+            "ivf_vs_sklearn": round(t_sk / t_ivf, 2),
+            "ivf_agrees_with_exact": round(float(np.mean(pred_ivf == pred)), 4),
+            "store_agrees_with_estimator": round(agree, 4),
+            "store_build_s": round(t_build, 1),
+        }
+        floor = bandwidth_floor(X)
+        q1 = Q[:1]
+        single: dict[str, Any] = {
+            "bandwidth_floor_ms": round(floor * 1e3, 3),
+            "gb_per_s": round(X.nbytes / floor / 1e9, 2),
+        }
+        before = faiss.omp_get_max_threads()
+        for threads in sorted({1, before}):
+            faiss.omp_set_num_threads(threads)
+            t, _ = timed(lambda: flat.search(q1, k), 21)
+            single[f"raw_faiss_ms_{threads}_threads"] = round(t * 1e3, 3)
+        faiss.omp_set_num_threads(before)
+        t_one_est, _ = timed(lambda: ours.predict(q1), 21)
+        t_one_store, _ = timed(lambda: clf.predict_vectors("joint", q1, method="knn", k=k), 21)
+        single["ours_estimator_ms"] = round(t_one_est * 1e3, 3)
+        single["ours_store_ms"] = round(t_one_store * 1e3, 3)
+        single["estimator_vs_floor"] = round(t_one_est / floor, 2)
+        single["store_vs_floor"] = round(t_one_store / floor, 2)
+        result["single_query"] = single
+        store.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
