@@ -60,8 +60,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200_000)
     args = ap.parse_args()
     n, d, nq, k = (5_000, 64, 50, 10) if args.smoke else (args.n, 512, 1_000, 10)
-    X, y = clustered(n, d, 20)
-    Q, _ = clustered(nq, d, 20, seed=1)
+    data, labels_all = clustered(n + nq, d, 20)
+    X, y, Q = data[:n], labels_all[:n], data[n:]  # queries from the same distribution, not stored
     labels = np.array([f"c{v}" for v in y])
     result: dict[str, Any] = {"benchmark": "knn", "n": n, "d": d, "queries": nq, "k": k}
 

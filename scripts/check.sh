@@ -14,6 +14,10 @@ cd "$(dirname "$0")/.."
   ../.venv/bin/python bench_classifiers.py --smoke > /dev/null
   ../.venv/bin/python bench_http.py --smoke > /dev/null
   ../.venv/bin/python bench_faces.py --smoke > /dev/null
+  ../.venv/bin/python bench_knn.py --smoke > /dev/null
+  ../.venv/bin/python bench_index.py --smoke > /dev/null
+  ../.venv/bin/python bench_scale.py --smoke > /dev/null
+  ../.venv/bin/python bench_embed.py --smoke > /dev/null
 )
 echo "benchmarks: smoke runs ok"
 .venv/bin/python -m pytest -q "$@"

@@ -135,3 +135,13 @@ def test_decode_ahead_keeps_order_errors_and_stops_with_the_consumer() -> None:
             break
         threading.Event().wait(0.05)
     assert threading.active_count() <= before and len(produced) < 30
+
+
+def test_large_jpegs_decode_at_a_reduced_scale_never_below_the_model_size() -> None:
+    big = Image.fromarray(np.random.default_rng(0).integers(0, 255, (960, 1280, 3), dtype=np.uint8))
+    jpeg = png_bytes(big, "JPEG")
+    assert decode_image(jpeg, source="j", limits=LIMITS).image.size == (1280, 960)
+    small = decode_image(jpeg, source="j", limits=LIMITS, draft=224).image
+    assert small.size == (320, 240) and small.mode == "RGB"  # 1/4 scale: the last one that keeps 224
+    assert decode_image(png_bytes(big), source="p", limits=LIMITS, draft=224).image.size == (1280, 960)
+    assert decode_image(jpeg, source="j", limits=LIMITS, draft=2000).image.size == (1280, 960)

@@ -196,6 +196,12 @@ class ConceptClassifier:
                 f"store {self.store.path} was built with {self.store.identity}, not {embedder.identity}"
             )
 
+    @property
+    def _draft(self) -> int | None:
+        """The image side the embedder resizes to, so large JPEGs can decode at a reduced scale."""
+        size = getattr(self.embedder, "input_size", None)
+        return int(size) if size else None
+
     def _face_embedder(self) -> FaceEmbedder | None:
         """The embedder when it works on faces (inputs are then reduced to face crops), else None."""
         if self.store.spec.get("kind") != "faces":
@@ -352,7 +358,7 @@ class ConceptClassifier:
                     for n, line in enumerate(read_text_lines(p), start=1):
                         yield make_text(line, source=f"{p}:{n}", limits=self.limits)
                 else:
-                    yield load_media(p, limits=self.limits)
+                    yield load_media(p, limits=self.limits, draft=self._draft)
             except (VecclfError, OSError, UnicodeDecodeError) as exc:
                 yield Failure(str(p), str(exc))
 
@@ -375,7 +381,7 @@ class ConceptClassifier:
             yield from self._decode_paths(paths)
             for n, obj in enumerate(others):
                 try:
-                    yield load_media(obj, limits=self.limits, source=f"<input {n}>")
+                    yield load_media(obj, limits=self.limits, source=f"<input {n}>", draft=self._draft)
                 except VecclfError as exc:
                     yield Failure(f"<input {n}>", str(exc))
 
@@ -449,7 +455,7 @@ class ConceptClassifier:
         items: list[Item] = []
         for n, m in enumerate(media):
             src = str(m) if isinstance(m, (str, Path)) else f"<input {n}>"
-            items.append(load_media(m, limits=self.limits, source=src))
+            items.append(load_media(m, limits=self.limits, source=src, draft=self._draft))
         items += [make_text(t, source=f"<text {n}>", limits=self.limits) for n, t in enumerate(texts)]
         if not items:
             raise InvalidInputError("nothing to query: give at least one image, video or text")

@@ -231,6 +231,12 @@ class OpenCLIPEmbedder:
         return self._dim
 
     @property
+    def input_size(self) -> int:
+        """Side of the square the image tower sees."""
+        size = getattr(self._model.visual, "image_size", 224)
+        return int(max(size) if isinstance(size, (tuple, list)) else size)
+
+    @property
     def spec(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"kind": "open_clip", "model": self.model_name, "seed": self._seed}
         if self._checkpoint is not None:
@@ -324,6 +330,11 @@ class OfflineEmbedder:
     @property
     def dim(self) -> int:
         return self.IMAGE_DIM
+
+    @property
+    def input_size(self) -> int:
+        """Side of the square the image tower sees."""
+        return self.image_size
 
     @property
     def spec(self) -> dict[str, Any]:
