@@ -7,6 +7,7 @@ voting over stored neighbours (:mod:`vecclf.knn`).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import time
@@ -784,8 +785,12 @@ class ConceptClassifier:
         cached = self._calibrations.get(space)
         if cached is not None and cached[0] == view.generation:
             return cached[1]
-        ids, vecs = self.store.vectors(space, view.label_roots.tolist())
-        result = knn.verification_calibration(view, ids, vecs)
+        rows = np.arange(len(view.label_roots))
+        if len(rows) > knn.LOO_MAX_EXAMPLES:  # read only the seeded sample the threshold is learned from
+            rows = np.sort(np.random.default_rng(0).choice(rows, knn.LOO_MAX_EXAMPLES, replace=False))
+        sample = dataclasses.replace(view, label_roots=view.label_roots[rows], matrix=view.matrix[rows])
+        ids, vecs = self.store.vectors(space, sample.label_roots.tolist())
+        result = knn.verification_calibration(sample, ids, vecs)
         self._calibrations[space] = (view.generation, result)
         return result
 

@@ -23,6 +23,7 @@ from .inputs import ImageItem, Item, VideoItem
 
 CHIP_SIZE = 150
 FACE_MODES = ("largest", "all")
+_MAX_UPSAMPLED_SIDE = 2400
 # Marks an aligned crop made by detect(), so embedding it does not run detection again.
 _CHIP_MARK = "vecclf.face_chip"
 
@@ -61,7 +62,8 @@ class FaceEmbedder:
     """dlib face recognition (ResNet-34, 128-d), images only.
 
     ``upsample``: extra detector passes on an upscaled image when nothing is found at the original
-    size (finds faces down to ~40 px; each pass costs ~4x the previous one).
+    size (finds faces down to ~40 px; each pass costs ~4x the previous one; only while the upscaled photo
+    stays within 2,400 px on a side).
     """
 
     name = "dlib-face-resnet-v1"
@@ -126,15 +128,15 @@ class FaceEmbedder:
 
     def detect(self, image: Image.Image) -> list[Face]:
         """Faces in ``image``, largest first, each aligned to a 150x150 crop (empty when none)."""
-        import dlib
-
         pixels = np.asarray(image.convert("RGB"))
         with self._lock:  # dlib's models keep scratch state: one call at a time
             detector, shapes, _ = self._load()
+            import dlib  # importable: _load checked
+
             boxes = detector(pixels, 0)
             for level in range(1, self.upsample + 1):
-                if len(boxes):
-                    break
+                if len(boxes) or max(pixels.shape[:2]) << level > _MAX_UPSAMPLED_SIDE:
+                    break  # found, or upscaling a large photo would cost seconds and gigabytes
                 boxes = detector(pixels, level)
             faces = []
             for rect in boxes:
