@@ -71,23 +71,35 @@ def end_to_end(emb: Embedder, add: Callable[[ConceptClassifier], AddReport]) -> 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def throughput(emb: Embedder, files: list[Path], batch: int) -> dict[str, Any]:
-    prep, fwd = forward_fn(emb)
-    images = [Image.open(p).convert("RGB") for p in files]
-    tensors = [prep(images[i : i + batch]) for i in range(0, len(images), batch)]
+def compare(
+    emb: Embedder,
+    what: str,
+    n: int,
+    batches: list[Any],
+    fwd: Callable[[Any], Any],
+    add: Callable[[ConceptClassifier], AddReport],
+) -> dict[str, Any]:
+    """The bare forward over ready ``batches`` beside ``add`` from the raw inputs."""
     with torch.inference_mode():
-        fwd(tensors[0][:2])  # warm-up
+        fwd(batches[0])  # warm-up
         start = time.perf_counter()
-        for t in tensors:
-            fwd(t)
-        bare = len(files) / (time.perf_counter() - start)
-    e2e = end_to_end(emb, lambda clf: clf.add(files, ["c"]))
+        for b in batches:
+            fwd(b)
+        bare = n / (time.perf_counter() - start)
+    e2e = end_to_end(emb, add)
     return {
-        "images": len(files),
+        what: n,
         "bare_forward_per_s": round(bare, 1),
         "end_to_end_per_s": round(e2e, 1),
         "ratio": round(e2e / bare, 3),
     }
+
+
+def throughput(emb: Embedder, files: list[Path], batch: int) -> dict[str, Any]:
+    prep, fwd = forward_fn(emb)
+    images = [Image.open(p).convert("RGB") for p in files]
+    tensors = [prep(images[i : i + batch]) for i in range(0, len(images), batch)]
+    return compare(emb, "images", len(files), tensors, fwd, lambda clf: clf.add(files, ["c"]))
 
 
 def text_throughput(emb: Embedder, texts: list[str]) -> dict[str, Any]:
@@ -102,19 +114,7 @@ def text_throughput(emb: Embedder, texts: list[str]) -> dict[str, Any]:
         assert isinstance(emb, OpenCLIPEmbedder)
         batches = [emb._tokenizer(texts[i : i + 64]) for i in range(0, len(texts), 64)]
         fwd = emb._model.encode_text
-    with torch.inference_mode():
-        fwd(batches[0])
-        start = time.perf_counter()
-        for b in batches:
-            fwd(b)
-        bare = len(texts) / (time.perf_counter() - start)
-    e2e = end_to_end(emb, lambda clf: clf.add_texts(texts, ["c"]))
-    return {
-        "texts": len(texts),
-        "bare_forward_per_s": round(bare, 1),
-        "end_to_end_per_s": round(e2e, 1),
-        "ratio": round(e2e / bare, 3),
-    }
+    return compare(emb, "texts", len(texts), batches, fwd, lambda clf: clf.add_texts(texts, ["c"]))
 
 
 def main() -> None:
