@@ -1,6 +1,6 @@
 """The store: a DuckDB catalogue (the truth, vectors included) and FAISS indexes derived from it.
 
-One FAISS ``IndexIDMap2(IndexFlatIP)`` per embedding space, keyed by the input ids.
+One FAISS index per embedding space, keyed by the input ids (its kind: :mod:`vecclf._index`).
 Every write commits to DuckDB first and bumps the space's generation; the index file is
 saved (temp file, fsync, ``os.replace``) on :meth:`Store.flush`/``close`` together with
 its generation and checksum, so a stale, torn or missing file is rebuilt from DuckDB on
