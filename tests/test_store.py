@@ -250,20 +250,26 @@ def test_label_view_grows_in_place_and_matches_a_rebuild(clf) -> None:
         [NewInput("text", "joint", f"b{i}", vec(), concepts=("blue",), negatives=("red",)) for i in range(5)],
     ]
     grown = 0
+    older: list[tuple[object, np.ndarray]] = []
     for batch in batches:
-        store.label_view("joint")
+        before = store.label_view("joint")
+        older.append((before, before.matrix.copy()))
         clf.thresholds("joint")  # cached before the write, so the next one can be incremental
         store.add(batch)
         cached = store._views.get("joint")
+        # views handed out earlier share spare room with newer ones but never see their writes
+        assert all(np.array_equal(view.matrix, copy) for view, copy in older)  # type: ignore[attr-defined]
         grown += cached is not None
         incremental = clf.thresholds("joint")
         clf._thresholds.clear()
         store._views.clear()
         fresh = store.label_view("joint")
-        if cached is not None:
-            for field in ("ids", "roots", "label_roots", "matrix"):
+        if cached is not None:  # the same labels; new concepts sit after the old ones instead of sorted
+            for field in ("ids", "roots", "label_roots"):
                 assert np.array_equal(getattr(cached, field), getattr(fresh, field)), field
-            assert cached.classes == fresh.classes and cached.generation == fresh.generation
+            assert sorted(cached.classes) == fresh.classes and cached.generation == fresh.generation
+            columns = [cached.classes.index(c) for c in fresh.classes]
+            assert np.array_equal(cached.matrix[:, columns], fresh.matrix)
         ids, vecs = store.vectors("joint", fresh.label_roots.tolist())
         full = knn.open_set_thresholds(knn.class_vectors(fresh, ids, vecs), quantile=clf.unknown_quantile)
         assert incremental == pytest.approx(full)

@@ -563,10 +563,11 @@ class ConceptClassifier:
         view = self.store.label_view(space)
         ids, X = self.store.vectors(space, view.label_roots.tolist())
         pos = np.searchsorted(view.label_roots, ids)
-        M = view.matrix[pos]
+        order = np.argsort(np.array(view.classes, dtype=object), kind="stable")  # heads list concepts sorted
+        M = view.matrix[pos][:, order]
         has_pos = (M > 0).any(axis=1, keepdims=True)
         Y = np.where(M != 0, M, np.where(has_pos, -1, 0)).astype(np.int8)
-        return X, Y, list(view.classes)
+        return X, Y, [view.classes[j] for j in order]
 
     def train(
         self, *, mode: str = "auto", space: str | None = None, C: float = 10.0, device: str | None = None

@@ -119,34 +119,41 @@ class LabelView:
     # derived per class (open-set thresholds) recompute just those. A full rebuild is its own base.
     base_generation: int = -1
     changed: frozenset[str] = frozenset()
+    # Spare room around `matrix` (which is its top-left corner) so adds write new rows and concept
+    # columns in place instead of copying an N x C matrix; only the newest view is ever extended.
+    room: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def with_added(
         self, generation: int, ids: np.ndarray, roots: np.ndarray, labels: dict[int, dict[str, bool]]
     ) -> LabelView:
-        """This view plus new inputs (ids above every stored one) and their labels ``{root: {concept: positive}}``."""
-        touched = {c for marks in labels.values() for c, pos in marks.items() if pos}
-        classes = sorted(set(self.classes) | touched)
-        matrix = self.matrix
-        if len(classes) != len(self.classes):
-            new_cols = [j for j, c in enumerate(classes) if c not in set(self.classes)]
-            matrix = np.insert(matrix, [j - n for n, j in enumerate(new_cols)], 0, axis=1)
+        """This view plus new inputs (ids above every stored one) and their labels ``{root: {concept: positive}}``.
+
+        New concepts are appended after the existing ones (a full rebuild lists them sorted).
+        """
+        known = set(self.classes)
+        classes = self.classes + sorted({c for m in labels.values() for c, pos in m.items() if pos} - known)
         col = {c: j for j, c in enumerate(classes)}
         rows = sorted(r for r, marks in labels.items() if any(c in col for c in marks))
-        extra = np.zeros((len(rows), len(classes)), dtype=np.int8)
-        for n, r in enumerate(rows):
+        n_old, n_new = len(self.label_roots), len(self.label_roots) + len(rows)
+        room = self.room
+        if room is None or room.shape[0] < n_new or room.shape[1] < len(classes):
+            room = np.zeros((n_new + max(1024, n_new // 4), len(classes) + 16), dtype=np.int8)
+            room[:n_old, : len(self.classes)] = self.matrix
+        for n, r in enumerate(rows):  # rows beyond every older view's corner: they never see these writes
             for c, pos in labels[r].items():
                 if c in col:
-                    extra[n, col[c]] = 1 if pos else -1
-        touched |= {c for r in rows for c in labels[r] if c in col}  # negatives change a class's evidence too
+                    room[n_old + n, col[c]] = 1 if pos else -1
+        touched = {c for r in rows for c in labels[r] if c in col}
         return LabelView(
             generation=generation,
             ids=np.concatenate([self.ids, ids]),
             roots=np.concatenate([self.roots, roots]),
             classes=classes,
             label_roots=np.concatenate([self.label_roots, np.array(rows, dtype=np.int64)]),
-            matrix=np.concatenate([matrix, extra]) if len(rows) else matrix,
+            matrix=room[:n_new, : len(classes)],
             base_generation=self.base_generation if self.base_generation >= 0 else self.generation,
             changed=self.changed | touched,
+            room=room,
         )
 
     @property
