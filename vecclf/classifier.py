@@ -42,7 +42,7 @@ from .inputs import (
     read_text_table,
     thumbnail_jpeg,
 )
-from .store import LabelView, NewInput, Store, check_concept_name
+from .store import LabelView, NewInput, Store, check_concept_name, locate
 
 METHODS = ("auto", "knn", "head", "zeroshot")
 Progress = Callable[[int], None]
@@ -531,8 +531,7 @@ class ConceptClassifier:
                 wanted.append(members)
             ids, vecs = self.store.vectors(space, np.unique(np.concatenate(wanted)).tolist())
             for j, members in zip(stale, wanted):
-                pos = np.searchsorted(ids, members)  # ids is sorted; a member deleted meanwhile is skipped
-                ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == members)
+                pos, ok = locate(ids, members)  # a member deleted meanwhile is skipped
                 loo[view.classes[j]] = knn.loo_similarities(vecs[pos[ok]])
         result = knn.thresholds_from_loo(loo, quantile=self.unknown_quantile)
         self._thresholds[space] = (view.generation, loo, result)

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _index
 from .errors import InvalidInputError, NotFittedError
-from .store import LabelView
+from .store import LabelView, locate
 
 Weighting = Literal["similarity", "uniform"]
 UNKNOWN = "unknown"
@@ -164,9 +164,7 @@ def thresholds_from_loo(loo: dict[str, np.ndarray], *, quantile: float, min_exam
 def class_vectors(view: LabelView, ids: np.ndarray, vectors: np.ndarray) -> dict[str, np.ndarray]:
     """Vectors of each class's positive examples (a video is represented by its pooled vector)."""
     out: dict[str, np.ndarray] = {}
-    pos = np.searchsorted(ids, view.label_roots)
-    pos = np.clip(pos, 0, max(len(ids) - 1, 0))
-    present = (ids[pos] == view.label_roots) if len(ids) else np.zeros(len(view.label_roots), bool)
+    pos, present = locate(ids, view.label_roots)
     for c, name in enumerate(view.classes):
         members = present & (view.matrix[:, c] > 0)
         out[name] = vectors[pos[members]]
@@ -213,8 +211,7 @@ def verification_calibration(
     photo per concept), the cut that accepts a fraction ``far`` of them; with genuine scores only,
     their ``quantile``.
     """
-    pos = np.clip(np.searchsorted(ids, view.label_roots), 0, max(len(ids) - 1, 0))
-    present = (ids[pos] == view.label_roots) if len(ids) else np.zeros(len(view.label_roots), bool)
+    pos, present = locate(ids, view.label_roots)
     members = view.matrix[present] > 0
     V = vectors[pos[present]]
     if len(V) > max_examples:

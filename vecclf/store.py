@@ -101,6 +101,18 @@ class ConceptInfo:
         return {"name": self.name, "positives": self.positives, "negatives": self.negatives}
 
 
+def locate(sorted_ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``wanted`` ids in the ascending ``sorted_ids`` and which of them are there at all.
+
+    Positions of absent ids are meaningless (in range, so they can still index); ``-1`` is never found.
+    """
+    wanted = np.asarray(wanted, dtype=np.int64)
+    if len(sorted_ids) == 0:
+        return np.zeros(wanted.shape, dtype=np.int64), np.zeros(wanted.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_ids, wanted), len(sorted_ids) - 1)
+    return pos, (wanted >= 0) & (sorted_ids[pos] == wanted)
+
+
 @dataclass(frozen=True)
 class LabelView:
     """Labels of one space as arrays, for vectorised k-NN voting.
@@ -165,15 +177,11 @@ class LabelView:
         """Map neighbour ids (``-1`` = padding) to ``(root ids, label rows)``; ``-1`` where unknown/unlabelled."""
         flat = np.asarray(ids, dtype=np.int64).ravel()
         roots = np.full(flat.shape, -1, dtype=np.int64)
-        if len(self.ids):
-            pos = np.clip(np.searchsorted(self.ids, flat), 0, len(self.ids) - 1)
-            found = (flat >= 0) & (self.ids[pos] == flat)
-            roots[found] = self.roots[pos[found]]
+        pos, found = locate(self.ids, flat)
+        roots[found] = self.roots[pos[found]]
         rows = np.full(flat.shape, -1, dtype=np.int64)
-        if len(self.label_roots):
-            lpos = np.clip(np.searchsorted(self.label_roots, roots), 0, len(self.label_roots) - 1)
-            ok = (roots >= 0) & (self.label_roots[lpos] == roots)
-            rows[ok] = lpos[ok]
+        lpos, ok = locate(self.label_roots, roots)
+        rows[ok] = lpos[ok]
         return roots.reshape(np.shape(ids)), rows.reshape(np.shape(ids))
 
 
