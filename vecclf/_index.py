@@ -89,20 +89,35 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
         if isinstance(index, faiss.IndexIDMap2)
         else np.arange(n, dtype=np.int64)
     )
-    scores = queries @ stored.T  # (queries, n)
-    k = min(k, n)
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    part = np.take_along_axis(scores, top, axis=1)
-    order = np.argsort(-part, axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    return np.take_along_axis(scores, top, axis=1).astype(np.float32), id_map[top].astype(np.int64)
+    return exact_top_k(queries, stored, id_map, min(k, n))
+
+
+def exact_top_k(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS-shaped exact inner-product top-``k``: ``(similarities, ids)``, padded with ``-inf`` / ``-1``."""
+    sims = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    out = np.full((len(queries), k), -1, dtype=np.int64)
+    m = min(k, len(ids))
+    if m:
+        scores = queries @ vectors.T  # (queries, stored)
+        top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        sims[:, :m] = np.take_along_axis(scores, top, axis=1)
+        out[:, :m] = ids[top]
+    return sims, out
+
+
+def sample_rows(n: int, m: int, seed: int) -> np.ndarray:
+    """Ascending positions of a seeded sample of ``m`` of ``n`` rows (all of them when ``n <= m``)."""
+    if n <= m:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, m, replace=False))
 
 
 def _sample(vectors: np.ndarray, n: int, seed: int) -> np.ndarray:
     if len(vectors) <= n:
         return np.ascontiguousarray(vectors)
-    pick = np.sort(np.random.default_rng(seed).choice(len(vectors), n, replace=False))
-    return np.ascontiguousarray(vectors[pick])
+    return np.ascontiguousarray(vectors[sample_rows(len(vectors), n, seed)])
 
 
 def _build_ivf(dim: int, ids: np.ndarray, vectors: np.ndarray, seed: int) -> faiss.Index:
@@ -122,7 +137,7 @@ def calibrate_nprobe(
 
     Queries are stored vectors, each left out of its own answers (else every query finds itself).
     """
-    pick = np.sort(np.random.default_rng(seed + 1).choice(len(ids), min(sample, len(ids)), replace=False))
+    pick = sample_rows(len(ids), sample, seed + 1)
     queries, own = np.ascontiguousarray(vectors[pick]), ids[pick]
     exact = faiss.IndexFlatIP(vectors.shape[1])
     exact.add(np.ascontiguousarray(vectors))

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import knn, zeroshot
+from . import _index, knn, zeroshot
 from .config import Limits
 from .embed import Embedder, load_embedder, parse_model
 from .errors import InvalidInputError, ModalityError, ModelMismatchError, NotFittedError, VecclfError
@@ -522,13 +522,10 @@ class ConceptClassifier:
         stale = [j for j, c in enumerate(view.classes) if c not in old_loo or c in view.changed]
         loo = {c: old_loo[c] for c in view.classes if c in old_loo and c not in view.changed}
         if stale:
-            rng = np.random.default_rng(0)
             wanted = []
             for j in stale:  # read at most the sample each threshold is computed from, not whole classes
                 members = view.label_roots[view.matrix[:, j] > 0]
-                if len(members) > knn.LOO_MAX_EXAMPLES:
-                    members = rng.choice(members, knn.LOO_MAX_EXAMPLES, replace=False)
-                wanted.append(members)
+                wanted.append(members[_index.sample_rows(len(members), knn.LOO_MAX_EXAMPLES, 0)])
             ids, vecs = self.store.vectors(space, np.unique(np.concatenate(wanted)).tolist())
             for j, members in zip(stale, wanted):
                 pos, ok = locate(ids, members)  # a member deleted meanwhile is skipped
@@ -785,9 +782,7 @@ class ConceptClassifier:
         cached = self._calibrations.get(space)
         if cached is not None and cached[0] == view.generation:
             return cached[1]
-        rows = np.arange(len(view.label_roots))
-        if len(rows) > knn.LOO_MAX_EXAMPLES:  # read only the seeded sample the threshold is learned from
-            rows = np.sort(np.random.default_rng(0).choice(rows, knn.LOO_MAX_EXAMPLES, replace=False))
+        rows = _index.sample_rows(len(view.label_roots), knn.LOO_MAX_EXAMPLES, 0)  # read only what is used
         sample = dataclasses.replace(view, label_roots=view.label_roots[rows], matrix=view.matrix[rows])
         ids, vecs = self.store.vectors(space, sample.label_roots.tolist())
         result = knn.verification_calibration(sample, ids, vecs)

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import faiss
 import numpy as np
 
 from . import _index
@@ -124,8 +123,7 @@ def loo_similarities(vectors: np.ndarray, *, max_examples: int = LOO_MAX_EXAMPLE
     if len(vectors) < 2:
         return np.zeros(0, dtype=np.float64)
     if len(vectors) > max_examples:
-        pick = np.random.default_rng(seed).choice(len(vectors), max_examples, replace=False)
-        vectors = vectors[np.sort(pick)]
+        vectors = vectors[_index.sample_rows(len(vectors), max_examples, seed)]
     gram = vectors @ vectors.T
     np.fill_diagonal(gram, -np.inf)
     return gram.max(axis=1).astype(np.float64)
@@ -215,7 +213,7 @@ def verification_calibration(
     members = view.matrix[present] > 0
     V = vectors[pos[present]]
     if len(V) > max_examples:
-        pick = np.sort(np.random.default_rng(seed).choice(len(V), max_examples, replace=False))
+        pick = _index.sample_rows(len(V), max_examples, seed)
         V, members = V[pick], members[pick]
     sims = V @ V.T
     np.fill_diagonal(sims, -np.inf)
@@ -292,12 +290,7 @@ class KNNClassifier:
         matrix = np.zeros((len(Xn), len(classes)), dtype=np.int8)
         matrix[ids, [col[v] for v in labels]] = 1
         self.view_ = LabelView(0, ids, ids, classes, ids, matrix)
-        self.index_: faiss.Index
-        if self.index == "flat":
-            self.index_ = faiss.IndexFlatIP(Xn.shape[1])
-            self.index_.add(Xn)
-        else:
-            self.index_ = _index.build(_index.check_kind(self.index), Xn.shape[1], ids, Xn)
+        self.index_ = _index.build(_index.check_kind(self.index), Xn.shape[1], ids, Xn)
         self.classes_ = np.array(classes, dtype=object)
         self.thresholds_ = open_set_thresholds(class_vectors(self.view_, ids, Xn), quantile=self.unknown_quantile)
         return self

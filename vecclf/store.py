@@ -247,18 +247,6 @@ _NO_VIEW = LabelView(
 )
 
 
-def _exact_top_k(queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """FAISS-shaped exact top-``k`` over a few vectors (``-1`` / ``-inf`` padding when fewer than ``k``)."""
-    sims = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    out = np.full((len(queries), k), -1, dtype=np.int64)
-    if len(ids):
-        scores = queries @ vectors.T
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        sims[:, : top.shape[1]] = np.take_along_axis(scores, top, axis=1)
-        out[:, : top.shape[1]] = ids[top]
-    return sims, out
-
-
 class Store:
     """A vecclf store directory. Open with :meth:`create` or :meth:`open`; use as a context manager."""
 
@@ -978,7 +966,8 @@ class Store:
                 return np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
             if restrict_to is not None and _index.kind_of(index) == "ivf":
                 # an approximate index may not visit the cells holding a small subset: rank it exactly
-                return _exact_top_k(q, *self.vectors(space, [int(i) for i in restrict_to]), k_eff)
+                subset_ids, subset = self.vectors(space, [int(i) for i in restrict_to])
+                return _index.exact_top_k(q, subset, subset_ids, k_eff)
             if restrict_to is not None:
                 params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(restrict_to, dtype=np.int64)))  # type: ignore[call-arg]
                 sims, ids = index.search(q, k_eff, params=params)
