@@ -22,7 +22,7 @@ from . import _index, knn, zeroshot
 from .config import Limits
 from .embed import Embedder, load_embedder, parse_model
 from .errors import InvalidInputError, ModalityError, ModelMismatchError, NotFittedError, VecclfError
-from .evaluate import evaluate_arrays, write_report
+from .evaluate import REPORT_FILE, evaluate_arrays, write_report
 from .faces import FACE_MODES, FaceEmbedder, face_items
 from .head import LogisticHead
 from .inputs import (
@@ -901,12 +901,16 @@ class ConceptClassifier:
             unknown_quantile=self.unknown_quantile,
         )
         report["space"] = chosen
-        report["files"] = write_report(report, Path(out_dir) if out_dir else self.store.path / "evaluation")
+        report["files"] = write_report(report, Path(out_dir) if out_dir else self._evaluation_dir)
         return {key: v for key, v in report.items() if not key.startswith("_")}
+
+    @property
+    def _evaluation_dir(self) -> Path:
+        return self.store.path / "evaluation"
 
     def latest_evaluation(self) -> dict[str, Any] | None:
         """The report last written by :meth:`evaluate` into the store folder, or None."""
-        path = self.store.path / "evaluation" / "evaluation.json"
+        path = self._evaluation_dir / REPORT_FILE
         try:
             report: dict[str, Any] = json.loads(path.read_text())
             report["evaluated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))

@@ -196,6 +196,9 @@ def evaluate_arrays(
     }
 
 
+REPORT_FILE = "evaluation.json"
+
+
 def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
     """Write ``evaluation.json``, ``confusion.png`` and ``pr_curves.png``; returns their paths."""
     import matplotlib
@@ -206,7 +209,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     public = {k: v for k, v in report.items() if not k.startswith("_")}
     paths = {
-        "json": out_dir / "evaluation.json",
+        "json": out_dir / REPORT_FILE,
         "confusion": out_dir / "confusion.png",
         "pr": out_dir / "pr_curves.png",
     }

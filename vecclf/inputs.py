@@ -242,6 +242,11 @@ def load_media(
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES | TEXT_SUFFIXES
 
 
+def _leaves(path: Path, real_root: Path) -> bool:
+    """True for a symlink whose target lies outside ``real_root`` (an already resolved folder)."""
+    return path.is_symlink() and not path.resolve().is_relative_to(real_root)
+
+
 def walk_folder(root: Path) -> Iterator[Path | Failure]:
     """Media files under ``root`` (recursively, sorted, hidden names skipped).
 
@@ -252,14 +257,14 @@ def walk_folder(root: Path) -> Iterator[Path | Failure]:
     for folder, dirs, files in os.walk(root, followlinks=False):
         here = Path(folder)
         for name in sorted(dirs):
-            if (here / name).is_symlink() and not (here / name).resolve().is_relative_to(real_root):
+            if _leaves(here / name, real_root):
                 yield Failure(str(here / name), f"symlink leaves {root}: not followed")
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (here / d).is_symlink())
         for name in sorted(files):
             path = here / name
             if name.startswith(".") or path.suffix.lower() not in MEDIA_SUFFIXES:
                 continue
-            if path.is_symlink() and not path.resolve().is_relative_to(real_root):
+            if _leaves(path, real_root):
                 yield Failure(str(path), f"symlink leaves {root}: not read")
             elif path.is_file():
                 yield path
@@ -286,7 +291,7 @@ def concept_folders(root: Path) -> list[tuple[str, list[Path | Failure]]]:
         raise InvalidInputError(f"{root}: not a directory")
     out: list[tuple[str, list[Path | Failure]]] = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if sub.is_symlink() and not sub.resolve().is_relative_to(root.resolve()):
+        if _leaves(sub, root.resolve()):
             out.append((sub.name, [Failure(str(sub), f"symlink leaves {root}: not followed")]))
             continue
         files = list(walk_folder(sub))

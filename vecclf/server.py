@@ -201,11 +201,19 @@ def _names(body: dict[str, Any], key: str) -> list[str]:
     return list(values)
 
 
-def _bounded(body: dict[str, Any], key: str, default: int, upper: int) -> int:
+def _bounded(body: dict[str, Any], key: str, default: int, upper: int, lower: int = 1) -> int:
     value = int(_opt(body, key, int, default))
-    if not 1 <= value <= upper:
-        raise InvalidInputError(f"{key!r} must be between 1 and {upper}")
+    if not lower <= value <= upper:
+        raise InvalidInputError(f"{key!r} must be between {lower} and {upper}")
     return value
+
+
+def _path_id(request: Request) -> int:
+    """The ``{input_id}`` of the route, refused unless it is a positive 64-bit integer."""
+    raw = request.path_params["input_id"]
+    if not raw.isdigit() or len(raw) > 19:
+        raise InvalidInputError("input id must be a positive 64-bit integer")
+    return int(raw)
 
 
 def _b64(value: Any, limits: Limits) -> bytes:
@@ -367,11 +375,9 @@ def create_app(
         return JSONResponse(report.to_dict(), status_code=201)
 
     async def delete_input(request: Request) -> Response:
-        raw = request.path_params["input_id"]
-        if not raw.isdigit() or len(raw) > 19:
-            raise InvalidInputError("input id must be a positive 64-bit integer")
+        input_id = _path_id(request)
         async with request.state.write_lock:
-            removed = await run_in_threadpool(request.state.clf.delete, [int(raw)])
+            removed = await run_in_threadpool(request.state.clf.delete, [input_id])
         return JSONResponse({"deleted": removed})
 
     async def predict(request: Request) -> Response:
@@ -429,12 +435,10 @@ def create_app(
         return JSONResponse({"verifications": out})
 
     async def thumbnail(request: Request) -> Response:
-        raw = request.path_params["input_id"]
-        if not raw.isdigit() or len(raw) > 19:
-            raise InvalidInputError("input id must be a positive 64-bit integer")
-        jpeg = await run_in_threadpool(request.state.clf.store.thumbnail, int(raw))
+        input_id = _path_id(request)
+        jpeg = await run_in_threadpool(request.state.clf.store.thumbnail, input_id)
         if jpeg is None:
-            raise NotFoundError(f"input {raw} has no thumbnail (texts have none, or it does not exist)")
+            raise NotFoundError(f"input {input_id} has no thumbnail (texts have none, or it does not exist)")
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     async def evaluation(request: Request) -> Response:
@@ -451,9 +455,7 @@ def create_app(
         method = _opt(body, "method", str, "knn")
         if method not in ("knn", "head"):
             raise InvalidInputError("'method' must be knn or head")
-        folds = _bounded(body, "folds", 5, 20)
-        if folds < 2:
-            raise InvalidInputError("'folds' must be between 2 and 20")
+        folds = _bounded(body, "folds", 5, 20, lower=2)
         async with request.state.write_lock:  # one evaluation at a time; it rewrites the report files
             await run_in_threadpool(lambda: clf.evaluate(method=method, folds=folds))
         return JSONResponse(await run_in_threadpool(clf.latest_evaluation))

@@ -613,6 +613,7 @@ class Store:
             return []
         with self._mutating():
             model = self._model_key
+            marks_of: list[dict[str, bool]] = []  # per item: normalised concept name -> positive?
             for it in items:
                 dim = self._check_space(it.space)
                 vec = np.asarray(it.vector)
@@ -624,12 +625,16 @@ class Store:
                     raise InvalidInputError("vector contains NaN or Inf")
                 if it.parent is not None and not (0 <= it.parent < len(items)):
                     raise InvalidInputError("frame parent index out of range")
-                overlap = set(it.concepts) & set(it.negatives)
-                if overlap:
-                    raise InvalidInputError(f"concept(s) {sorted(overlap)} given as both positive and negative")
+                positives = {check_concept_name(n) for n in it.concepts}
+                negatives = {check_concept_name(n) for n in it.negatives}
+                if positives & negatives:
+                    raise InvalidInputError(
+                        f"concept(s) {sorted(positives & negatives)} given as both positive and negative"
+                    )
+                marks_of.append({**dict.fromkeys(sorted(negatives), False), **dict.fromkeys(sorted(positives), True)})
             for space in {it.space for it in items}:
                 self._index(space)  # load before writing so the in-memory index stays in step
-            names = {check_concept_name(n) for it in items for n in (*it.concepts, *it.negatives)}
+            names = {n for marks in marks_of for n in marks}
             with self._transaction() as con:
                 created: set[str] = set()
                 concept_ids = self._concept_ids(names, create=True, created=created)
@@ -658,12 +663,7 @@ class Store:
                     "SELECT * FROM new_inputs"
                 )
                 con.unregister("new_inputs")
-                labels = [
-                    (ids[i], concept_ids[check_concept_name(n)], positive)
-                    for i, it in enumerate(items)
-                    for names_, positive in ((it.concepts, True), (it.negatives, False))
-                    for n in names_
-                ]
+                labels = [(ids[i], concept_ids[n], pos) for i, marks in enumerate(marks_of) for n, pos in marks.items()]
                 if labels:
                     label_rows = pa.table(
                         {
@@ -677,8 +677,8 @@ class Store:
                     con.unregister("new_labels")
                 # concepts that become classes here but already had (negative) labels: views are rebuilt
                 known = {c for space in {it.space for it in items} for c in self._views.get(space, _NO_VIEW).classes}
-                positives = {check_concept_name(n) for it in items for n in it.concepts}
-                fresh = [concept_ids[n] for n in positives - known - created]  # new concepts have no past
+                all_positives = {n for marks in marks_of for n, pos in marks.items() if pos}
+                fresh = [concept_ids[n] for n in all_positives - known - created]  # new concepts have no past
                 earlier = bool(fresh) and bool(
                     self._row(
                         "SELECT count(*) FROM labels WHERE list_contains(?, concept_id) AND input_id < ?",
@@ -723,14 +723,7 @@ class Store:
                     idx = by_space[space]
                     parents = [items[i].parent for i in idx]
                     roots = np.array([ids[i] if p is None else ids[p] for i, p in zip(idx, parents)])
-                    marks = {
-                        ids[i]: {
-                            **{check_concept_name(n): False for n in items[i].negatives},
-                            **{check_concept_name(n): True for n in items[i].concepts},
-                        }
-                        for i in idx
-                        if items[i].concepts or items[i].negatives
-                    }
+                    marks = {ids[i]: marks_of[i] for i in idx if marks_of[i]}
                     self._views[space] = view.with_added(self._gens[space], space_ids, roots.astype(np.int64), marks)
             return ids
 
