@@ -213,9 +213,16 @@ def test_embedding_cache_skips_reembedding(clf, image_files) -> None:
     assert (first.embedded, first.cached) == (2, 0)
     again = clf.add(image_files["red"][:2], ["red2"])
     assert (again.embedded, again.cached) == (0, 2)
+
+    def cached_rows() -> int:
+        return int(clf.store._row("SELECT count(*) FROM cache_joint")[0])
+
+    assert cached_rows() == 0  # stored inputs are their own cache: no second copy of each vector on disk
     clf.delete(first.ids + again.ids)
+    assert cached_rows() == 2  # one per distinct content
     third = clf.add(image_files["red"][:1], ["red"])  # cache outlives deleted inputs
     assert (third.embedded, third.cached) == (0, 1)
+    assert np.allclose(clf.store.vector(third.ids[0])[1], clf.embed([image_files["red"][0]])[0][2], atol=1e-5)
 
 
 def test_search_concept_filter_applies_before_ranking(clf, image_files) -> None:
@@ -248,29 +255,89 @@ def test_label_view_grows_in_place_and_matches_a_rebuild(clf) -> None:
             NewInput("frame", "joint", "f1", vec(), parent=0, frame_index=1),
         ],
         [NewInput("text", "joint", f"b{i}", vec(), concepts=("blue",), negatives=("red",)) for i in range(5)],
+        [NewInput("text", "joint", f"p{i}", vec(), concepts=("purple",)) for i in range(5)],
     ]
     grown = 0
     older: list[tuple[object, np.ndarray]] = []
+    asked: list[set[int]] = []  # ids whose vectors each threshold update read
+    read_vectors = store.vectors
+
+    def spy(space: str, ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        asked.append(set(ids or []))
+        return read_vectors(space, ids)
+
+    store.vectors = spy  # type: ignore[method-assign]
+    clf.thresholds("joint")
     for batch in batches:
         before = store.label_view("joint")
         older.append((before, before.matrix.copy()))
-        clf.thresholds("joint")  # cached before the write, so the next one can be incremental
         store.add(batch)
         cached = store._views.get("joint")
         # views handed out earlier share spare room with newer ones but never see their writes
         assert all(np.array_equal(view.matrix, copy) for view, copy in older)  # type: ignore[attr-defined]
         grown += cached is not None
-        incremental = clf.thresholds("joint")
-        clf._thresholds.clear()
+        asked.clear()
+        incremental = clf.thresholds("joint")  # caches carry on from the previous write
+        touched = {n for it in batch for n in it.concepts + it.negatives}
+        kept = dict(store._views)
         store._views.clear()
         fresh = store.label_view("joint")
+        store._views.update(kept)
         if cached is not None:  # the same labels; new concepts sit after the old ones instead of sorted
-            for field in ("ids", "roots", "label_roots"):
+            for field in ("ids", "roots", "label_roots", "frames"):
                 assert np.array_equal(getattr(cached, field), getattr(fresh, field)), field
             assert sorted(cached.classes) == fresh.classes and cached.generation == fresh.generation
             columns = [cached.classes.index(c) for c in fresh.classes]
             assert np.array_equal(cached.matrix[:, columns], fresh.matrix)
-        ids, vecs = store.vectors("joint", fresh.label_roots.tolist())
+            # only the concepts this write touched were re-read, not every concept changed since the last rebuild
+            members = {
+                int(r)
+                for c in touched
+                if c in fresh.classes
+                for r in fresh.label_roots[fresh.matrix[:, fresh.classes.index(c)] > 0]
+            }
+            assert set().union(*asked) <= members
+        ids, vecs = read_vectors("joint", fresh.label_roots.tolist())
         full = knn.open_set_thresholds(knn.class_vectors(fresh, ids, vecs), quantile=clf.unknown_quantile)
         assert incremental == pytest.approx(full)
     assert grown == len(batches) - 1  # only the concept that already had a negative label forced a re-read
+    clf.unknown_quantile = 0.5  # a new quantile recomputes every threshold from the cached similarities
+    full = knn.open_set_thresholds(knn.class_vectors(fresh, ids, vecs), quantile=0.5)
+    assert clf.thresholds("joint") == pytest.approx(full)
+
+
+def test_remembered_records_match_the_catalogue(clf) -> None:
+    """Records kept in memory (after an add or a read) equal the catalogue's, and later writes show through."""
+    store = clf.store
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(5, 64)).astype(np.float32)
+    ids = store.add(
+        [
+            NewInput("video", "joint", "v", vecs[0], source="clip.mp4", concepts=("red", "blue"), negatives=("green",)),
+            NewInput(
+                "frame", "joint", "f0", vecs[1], source="clip.mp4", parent=0, frame_index=np.int64(0), timestamp_s=0
+            ),
+            NewInput("frame", "joint", "f1", vecs[2], source="clip.mp4", parent=0, frame_index=1, timestamp_s=1.5),
+            NewInput("text", "joint", "t", vecs[3], text="a red thing", concepts=("red",)),
+            NewInput("image", "joint", "i", vecs[4], source="x.png"),
+        ]
+    )
+    remembered = store.get(ids)
+    assert remembered[1].concepts == ["blue", "red"] and remembered[1].negatives == ["green"]  # from the video
+    store._records = {}
+    assert store.get(ids) == remembered  # read back from DuckDB: the same
+    assert json.dumps([r.to_dict() for r in remembered])  # plain JSON types, no numpy scalars
+    remembered[0].concepts.append("changed by a caller")
+    assert store.get([ids[0]])[0].concepts == ["blue", "red"]
+    store.label([ids[0]], "purple")
+    assert store.get([ids[2]])[0].concepts == ["blue", "purple", "red"]
+    store.label([ids[3]], "red", positive=False)
+    assert store.get([ids[3]])[0].negatives == ["red"]
+    store.rename_concept("purple", "violet")
+    assert "violet" in store.get([ids[0]])[0].concepts
+    store.delete_concept("violet")
+    assert store.get([ids[0]])[0].concepts == ["blue", "red"]
+    store.delete([ids[0]])  # takes its frames
+    with pytest.raises(NotFoundError):
+        store.get([ids[1]])
+    assert [r.id for r in store.get(ids[3:])] == ids[3:]

@@ -147,7 +147,8 @@ class ConceptClassifier:
         self.unknown_quantile = unknown_quantile
         self._embedder = embedder
         # space -> (generation, leave-one-out similarities per concept, thresholds)
-        self._thresholds: dict[str, tuple[int, dict[str, np.ndarray], dict[str, float]]] = {}
+        # per space: (generation, quantile, leave-one-out similarities, thresholds)
+        self._thresholds: dict[str, tuple[int, float, dict[str, np.ndarray], dict[str, float]]] = {}
         self._calibrations: dict[str, tuple[int, knn.Calibration]] = {}
         self._heads: dict[str, tuple[int, LogisticHead]] = {}
         if embedder is not None:
@@ -515,12 +516,14 @@ class ConceptClassifier:
         """
         view = self.store.label_view(space)
         cached = self._thresholds.get(space)
-        if cached is not None and cached[0] == view.generation:
-            return cached[2]
-        reusable = cached is not None and view.base_generation <= cached[0] < view.generation
-        old_loo = cached[1] if cached is not None and reusable else {}
-        stale = [j for j, c in enumerate(view.classes) if c not in old_loo or c in view.changed]
-        loo = {c: old_loo[c] for c in view.classes if c in old_loo and c not in view.changed}
+        if cached is not None and cached[:2] == (view.generation, self.unknown_quantile):
+            return cached[3]
+        changed = view.changed_since(cached[0]) if cached is not None else None
+        old_loo = cached[2] if cached is not None and changed is not None else {}
+        old_result = cached[3] if cached is not None and cached[1] == self.unknown_quantile else {}
+        unchanged = {c for c in view.classes if c in old_loo and c not in (changed or ())}
+        loo = {c: old_loo[c] for c in unchanged}
+        stale = [j for j, c in enumerate(view.classes) if c not in unchanged]
         if stale:
             wanted = []
             for j in stale:  # read at most the sample each threshold is computed from, not whole classes
@@ -530,8 +533,9 @@ class ConceptClassifier:
             for j, members in zip(stale, wanted):
                 pos, ok = locate(ids, members)  # a member deleted meanwhile is skipped
                 loo[view.classes[j]] = knn.loo_similarities(vecs[pos[ok]])
-        result = knn.thresholds_from_loo(loo, quantile=self.unknown_quantile)
-        self._thresholds[space] = (view.generation, loo, result)
+        known = {c: old_result[c] for c in unchanged if c in old_result}
+        result = knn.thresholds_from_loo(loo, quantile=self.unknown_quantile, known=known)
+        self._thresholds[space] = (view.generation, self.unknown_quantile, loo, result)
         return result
 
     # ------------------------------------------------------------------ heads

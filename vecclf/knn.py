@@ -7,7 +7,7 @@ Neighbours are distinct *examples*: frames of one video count once (their best f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -142,20 +142,30 @@ def open_set_thresholds(
     return thresholds_from_loo(loo, quantile=quantile, min_examples=min_examples)
 
 
-def thresholds_from_loo(loo: dict[str, np.ndarray], *, quantile: float, min_examples: int = 5) -> dict[str, float]:
-    """:func:`open_set_thresholds` from each class's leave-one-out similarities (see :func:`loo_similarities`)."""
+def thresholds_from_loo(
+    loo: dict[str, np.ndarray], *, quantile: float, min_examples: int = 5, known: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """:func:`open_set_thresholds` from each class's leave-one-out similarities (see :func:`loo_similarities`).
+
+    ``known`` holds thresholds already computed from the same similarities (at the same quantile) for classes
+    that have not changed: they are kept, except fallbacks, which depend on every class.
+    """
     if not 0.0 <= quantile < 1.0:
         raise InvalidInputError(f"unknown quantile must be in [0, 1), got {quantile}")
-    pooled = np.concatenate([s for s in loo.values()]) if loo else np.zeros(0)
-    fallback = float(np.quantile(pooled, quantile)) if len(pooled) >= min_examples and quantile > 0 else -np.inf
+    known = known or {}
     out: dict[str, float] = {}
+    small = []
     for c, s in loo.items():
         if quantile == 0:
             out[c] = -np.inf
-        elif len(s) >= min_examples:
-            out[c] = float(np.quantile(s, quantile))
+        elif len(s) < min_examples:
+            small.append(c)
         else:
-            out[c] = fallback
+            out[c] = known[c] if c in known else float(np.quantile(s, quantile))
+    if small:
+        pooled = np.concatenate(list(loo.values()))
+        fallback = float(np.quantile(pooled, quantile)) if len(pooled) >= min_examples else -np.inf
+        out.update(dict.fromkeys(small, fallback))
     return out
 
 
