@@ -21,7 +21,10 @@ def _clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
 def _fill(store: Store, X: np.ndarray) -> list[int]:
     ids: list[int] = []
     for start in range(0, len(X), 5000):
-        rows = [NewInput("text", "joint", f"h{i}", X[i], concepts=(f"c{i % 3}",)) for i in range(start, min(start + 5000, len(X)))]
+        rows = [
+            NewInput("text", "joint", f"h{i}", X[i], concepts=(f"c{i % 3}",))
+            for i in range(start, min(start + 5000, len(X)))
+        ]
         ids += store.add(rows)
     return ids
 
@@ -53,6 +56,45 @@ def test_index_kinds_keep_ids_deletes_filters_and_recall(tmp_path, kind) -> None
     with Store.open(tmp_path / "s") as again:  # the saved file loads as the same kind
         assert again.count() == len(X) - 2
         assert again.info()["spaces"]["joint"]["index"] == kind and again.index_kind == kind
+
+
+def test_ivf_store_finds_every_example_of_a_new_concept(tmp_path, monkeypatch) -> None:
+    """Vectors added after the IVF cells were trained are searched exactly too: a concept unlike anything
+    stored scatters over cells a query near it does not probe, yet its examples are all found."""
+    d = 32
+    X = _clustered(12_000, d)
+    store = Store.create(tmp_path / "s", spec={"kind": "t"}, identity={"kind": "t"}, spaces={"joint": d}, index="ivf")
+    _fill(store, X)
+    store.flush()  # IVF cells trained on these
+    assert store.info()["spaces"]["joint"]["untrained_vectors"] == 0
+    rng = np.random.default_rng(5)
+    missed_by_cells, rounds = 0, 20
+    for r in range(rounds):  # new concepts in directions the cells never saw
+        centre = rng.normal(size=d).astype(np.float32)
+        new = centre + rng.normal(size=(11, d)).astype(np.float32) * 0.3
+        new /= np.linalg.norm(new, axis=1, keepdims=True)
+        ids = store.add([NewInput("text", "joint", f"n{r}-{i}", new[i], concepts=(f"new{r}",)) for i in range(10)])
+        _, found = store.search("joint", new[10:], 10)
+        assert sorted(found[0].tolist()) == ids  # exactly the new concept's ten examples
+        _, by_cells = store._indexes["joint"].search(new[10:], 10)
+        missed_by_cells += len(set(ids) - set(by_cells[0].tolist()))
+    assert missed_by_cells > 0  # the cells alone do miss some: the exact pass is what finds them
+    store.delete(ids[:2])
+    _, found = store.search("joint", new[10:], 10)
+    assert not set(ids[:2]) & set(found[0].tolist())
+    store.close()
+    with Store.open(tmp_path / "s") as again:  # the untrained vectors are found again after reopening
+        assert again.count() == 12_000 + rounds * 10 - 2  # (loads the index)
+        assert again.info()["spaces"]["joint"]["untrained_vectors"] == rounds * 10 - 2
+        _, found = again.search("joint", new[10:], 8)
+        assert sorted(found[0].tolist()) == ids[2:]
+        monkeypatch.setattr(_index, "FRESH_MAX", 100)
+        again.add([NewInput("text", "joint", "one more", new[0])])
+        again.flush()  # past FRESH_MAX: the cells are retrained on everything
+        assert again.info()["spaces"]["joint"]["untrained_vectors"] == 0
+        assert again.info()["spaces"]["joint"]["index"] == "ivf" and again.count() == 12_000 + rounds * 10 - 1
+        _, found = again.search("joint", new[10:], 8)
+        assert len(set(found[0].tolist()) & set(ids[2:])) >= 7  # the retrained cells cover the new concept
 
 
 def test_auto_switches_to_ivf_past_the_threshold(tmp_path, monkeypatch) -> None:
@@ -93,3 +135,12 @@ def test_small_batch_search_matches_faiss(wrapped) -> None:
             assert ids.shape == want_ids.shape == (nq, k) and ids.dtype == np.int64
             np.testing.assert_allclose(sims, want_sims, rtol=1e-5, atol=1e-5)
             assert (ids[:, :1] == want_ids[:, :1]).all()
+
+
+def test_merge_top_k_counts_shared_ids_once() -> None:
+    first = (np.array([[0.9, 0.5, -np.inf]], np.float32), np.array([[1, 2, -1]]))
+    second = (np.array([[0.9, 0.7]], np.float32), np.array([[1, 3]]))
+    sims, ids = _index.merge_top_k(first, second, 3)
+    assert ids.tolist() == [[1, 3, 2]] and sims[0].tolist() == pytest.approx([0.9, 0.7, 0.5])
+    sims, ids = _index.merge_top_k(first, (second[0][:, :1], second[1][:, :1]), 3)
+    assert ids.tolist() == [[1, 2, -1]] and sims[0, 2] == -np.inf  # padding stays padding

@@ -289,6 +289,8 @@ def test_label_view_grows_in_place_and_matches_a_rebuild(clf) -> None:
             assert sorted(cached.classes) == fresh.classes and cached.generation == fresh.generation
             columns = [cached.classes.index(c) for c in fresh.classes]
             assert np.array_equal(cached.matrix[:, columns], fresh.matrix)
+            for j, c in enumerate(fresh.classes):
+                assert np.array_equal(cached.members(cached.classes.index(c)), fresh.members(j)), c
             # only the concepts this write touched were re-read, not every concept changed since the last rebuild
             members = {
                 int(r)
@@ -341,3 +343,18 @@ def test_remembered_records_match_the_catalogue(clf) -> None:
     with pytest.raises(NotFoundError):
         store.get([ids[1]])
     assert [r.id for r in store.get(ids[3:])] == ids[3:]
+
+
+def test_vectors_read_from_memory_equal_the_database(clf) -> None:
+    store = clf.store
+    X = np.random.default_rng(2).normal(size=(30, 64)).astype(np.float32)
+    ids = store.add([NewInput("text", "joint", f"h{i}", X[i]) for i in range(30)])
+    assert store.count("joint") == 30  # index loaded: exact copies are in memory
+    asked = [ids[7], ids[3], ids[3], ids[20]]
+    got_ids, got = store.vectors("joint", asked)
+    db_ids, db = store._read_vectors("joint", asked)
+    assert got_ids.tolist() == db_ids.tolist() == sorted({ids[3], ids[7], ids[20]})
+    assert np.array_equal(got, db)
+    store.delete([ids[7]])
+    got_ids, got = store.vectors("joint", asked)  # one is gone: answered from the database
+    assert got_ids.tolist() == [ids[3], ids[20]] and np.array_equal(got, store._read_vectors("joint", asked)[1])

@@ -23,6 +23,10 @@ INDEX_KINDS = ("auto", "flat", "fp16", "sq8", "ivf")
 AUTO_IVF_THRESHOLD = 250_000
 MIN_TRAIN = {"sq8": 1_000, "ivf": 10_000}  # fewer stored vectors: stay flat until the next rebuild
 TARGET_RECALL = 0.97
+# An IVF store also searches the vectors added since its cells were trained exactly (a brand-new concept
+# unlike anything at training time scatters over cells the query does not probe); past this many, the
+# next flush retrains the cells on everything.
+FRESH_MAX = 20_000
 _IVF_TRAIN_PER_CELL = 40
 
 
@@ -105,6 +109,23 @@ def exact_top_k(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: in
         sims[:, :m] = np.take_along_axis(scores, top, axis=1)
         out[:, :m] = ids[top]
     return sims, out
+
+
+def merge_top_k(
+    first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` of two FAISS-shaped results that may share ids (a shared id counts once)."""
+    sims = np.concatenate([first[0], second[0]], axis=1)
+    ids = np.concatenate([first[1], second[1]], axis=1)
+    by_id = np.argsort(ids, axis=1, kind="stable")
+    ids = np.take_along_axis(ids, by_id, axis=1)
+    sims = np.take_along_axis(sims, by_id, axis=1)
+    repeat = np.zeros(ids.shape, dtype=bool)
+    repeat[:, 1:] = (ids[:, 1:] == ids[:, :-1]) & (ids[:, 1:] >= 0)
+    sims = np.where(repeat, -np.inf, sims)
+    ids = np.where(repeat, -1, ids)
+    best = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(sims, best, axis=1), np.take_along_axis(ids, best, axis=1)
 
 
 def sample_rows(n: int, m: int, seed: int) -> np.ndarray:

@@ -527,7 +527,7 @@ class ConceptClassifier:
         if stale:
             wanted = []
             for j in stale:  # read at most the sample each threshold is computed from, not whole classes
-                members = view.label_roots[view.matrix[:, j] > 0]
+                members = view.members(j)
                 wanted.append(members[_index.sample_rows(len(members), knn.LOO_MAX_EXAMPLES, 0)])
             ids, vecs = self.store.vectors(space, np.unique(np.concatenate(wanted)).tolist())
             for j, members in zip(stale, wanted):
@@ -692,7 +692,7 @@ class ConceptClassifier:
                 col = {c: j for j, c in enumerate(classes)}
                 knn_full = np.zeros_like(scores)
                 for j, name in enumerate(view.classes):
-                    counts[col[name]] = int((view.matrix[:, j] > 0).sum())
+                    counts[col[name]] = len(view.members(j))
                     knn_full[:, col[name]] = votes.scores[:, j]
                 scores = zeroshot.blend(scores, knn_full, counts)
             support = scores

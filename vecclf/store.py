@@ -160,6 +160,9 @@ class LabelView:
     # the classes changed since they were computed. A full rebuild is its own base.
     base_generation: int = -1
     changed_at: Mapping[str, int] = field(default_factory=dict)
+    # Classes that first appeared in an add have no rows before the one it started at (labels on older
+    # inputs force a full re-read), so their members are found without scanning every row.
+    first_rows: Mapping[str, int] = field(default_factory=dict)
     # Whether several ids share a root (frames of a video): computed when not given.
     frames: bool | None = None
     # Buffers the arrays above are leading slices of: adds write new ids, rows and concept columns in place
@@ -202,9 +205,15 @@ class LabelView:
             matrix=room.matrix[:n_new, : len(classes)],
             base_generation=self.base_generation if self.base_generation >= 0 else self.generation,
             changed_at={**self.changed_at, **dict.fromkeys(touched, generation)},
+            first_rows={**self.first_rows, **dict.fromkeys(classes[len(self.classes) :], n_old)},
             frames=bool(self.frames or not np.array_equal(ids, roots)),
             room=room,
         )
+
+    def members(self, column: int) -> np.ndarray:
+        """Label roots positively labelled with ``classes[column]``, ascending."""
+        start = self.first_rows.get(self.classes[column], 0)
+        return self.label_roots[start:][self.matrix[start:, column] > 0]
 
     def changed_since(self, generation: int) -> set[str] | None:
         """Classes whose labels changed after ``generation``, or None when this view cannot tell."""
@@ -329,6 +338,10 @@ class Store:
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._load_lock = threading.Lock()
         self._indexes: dict[str, faiss.Index] = {}
+        # IVF spaces: the vectors added since the cells were trained (also in the IVF), searched exactly too,
+        # and the last id the cells were trained with
+        self._fresh: dict[str, faiss.Index] = {}
+        self._trained: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._views: dict[str, LabelView] = {}
         # Recently read or added inputs: evidence lookups stay in memory. Adds only put new records here; any
@@ -463,10 +476,13 @@ class Store:
                 return
             for space in sorted(self._dirty):
                 index = self._indexes[space]
-                if _index.resolve(self.index_kind, index.ntotal) != _index.kind_of(index):
-                    # grew past a threshold (auto: flat -> ivf; sq8 and ivf need enough vectors to train)
-                    ids, vectors = self._read_vectors(space)
-                    index = self._indexes[space] = _index.build(self.index_kind, self.spaces[space], ids, vectors)
+                fresh = self._fresh.get(space)
+                if _index.resolve(self.index_kind, index.ntotal) != _index.kind_of(index) or (
+                    fresh is not None and fresh.ntotal > _index.FRESH_MAX
+                ):
+                    # grew past a threshold (auto: flat -> ivf; sq8 and ivf need enough vectors to train),
+                    # or too much was added since the IVF cells were trained
+                    index = self._indexes[space] = self._rebuild(space)
                 final = self._index_path(space)
                 tmp = final.with_suffix(".tmp")
                 try:
@@ -481,7 +497,12 @@ class Store:
                         "every vector and the index is rebuilt from it when the store is next opened"
                     ) from exc
                 _fsync_dir(self.path)
-                record = {"generation": self._generation(space), "sha256": _file_sha256(final), "ntotal": index.ntotal}
+                record = {
+                    "generation": self._generation(space),
+                    "sha256": _file_sha256(final),
+                    "ntotal": index.ntotal,
+                    "trained_through": self._trained.get(space, 0),
+                }
                 self._set_meta(f"faiss:{space}", json.dumps(record))
             self._dirty.clear()
 
@@ -609,11 +630,17 @@ class Store:
             raise InvalidInputError(f"space {space!r} not in this store (has {sorted(self.spaces)})")
         return self.spaces[space]
 
-    def _read_vectors(self, space: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _read_vectors(
+        self, space: str, ids: Sequence[int] | None = None, *, after: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
         table = _sql.space_table(space)
         dim = self.spaces[space]
         if ids is None:
-            res = self._db().sql(f"SELECT id, vector FROM {table} ORDER BY id").to_arrow_table()
+            res = (
+                self._db()
+                .sql(f"SELECT id, vector FROM {table} WHERE id > $after ORDER BY id", params={"after": after})
+                .to_arrow_table()
+            )
         else:
             res = (
                 self._db()
@@ -650,13 +677,29 @@ class Store:
                     if _file_sha256(path) == record.get("sha256"):
                         loaded = faiss.read_index(str(path))
                         if loaded.ntotal == count and loaded.d == dim:
+                            trained = record.get("trained_through")
+                            if trained is None:  # saved before fresh vectors were tracked: all count as trained
+                                trained = self._row(f"SELECT coalesce(max(id), 0) FROM {_sql.space_table(space)}")[0]
+                            self._track_fresh(space, loaded, int(trained))
                             return loaded
                 except (RuntimeError, OSError):
                     pass  # torn or unreadable: fall through to a rebuild
+        return self._rebuild(space)
+
+    def _rebuild(self, space: str) -> faiss.Index:
+        """A new index of the store's kind from every vector in DuckDB (IVF cells trained afresh)."""
         ids, vectors = self._read_vectors(space)
-        index = _index.build(self.index_kind, dim, ids, vectors)
+        index = _index.build(self.index_kind, self.spaces[space], ids, vectors)
+        self._track_fresh(space, index, int(ids[-1]) if len(ids) else 0)
         self._dirty.add(space)
         return index
+
+    def _track_fresh(self, space: str, index: faiss.Index, trained_through: int) -> None:
+        self._trained[space] = trained_through
+        self._fresh.pop(space, None)
+        if _index.kind_of(index) == "ivf":
+            fresh = _index.build("flat", self.spaces[space], *self._read_vectors(space, after=trained_through))
+            self._fresh[space] = fresh
 
     # ----------------------------------------------------------------- writes
     def _concepts_by_name(self) -> dict[str, int]:
@@ -777,6 +820,8 @@ class Store:
                 self._bump(by_space)
             for space, space_ids, vecs in staged:
                 self._indexes[space].add_with_ids(vecs, space_ids)
+                if space in self._fresh:
+                    self._fresh[space].add_with_ids(vecs, space_ids)
                 self._dirty.add(space)
                 view = self._views.pop(space, None)
                 if view is not None and view.generation == before[space] and not earlier:
@@ -861,7 +906,9 @@ class Store:
                 con.unregister("del_all")
                 self._bump(by_space)
             for space, space_ids in by_space.items():
-                self._indexes[space].remove_ids(np.array(space_ids, dtype=np.int64))  # type: ignore[arg-type]
+                for index in (self._indexes[space], self._fresh.get(space)):
+                    if index is not None:
+                        index.remove_ids(np.array(space_ids, dtype=np.int64))  # type: ignore[arg-type]
                 self._dirty.add(space)
                 self._views.pop(space, None)
             self._records = {}
@@ -1008,7 +1055,20 @@ class Store:
         """``(ids, vectors)`` of a space, sorted by id (all of them, or those asked for that exist)."""
         with self._read():
             self._check_space(space)
-            return self._read_vectors(space, ids)
+            held = self._held_vectors(space, ids) if ids is not None else None
+            return held if held is not None else self._read_vectors(space, ids)
+
+    def _held_vectors(self, space: str, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray] | None:
+        """The asked vectors from an exact copy in memory (a flat index, or an IVF space's fresh vectors)
+        when every one of them is there, else None (DuckDB has them)."""
+        wanted = np.unique(np.asarray(ids, dtype=np.int64))
+        for index in (self._fresh.get(space), self._indexes.get(space)):
+            if index is not None and len(wanted) and _index.kind_of(index) == "flat":
+                try:
+                    return wanted, index.reconstruct_batch(wanted)
+                except RuntimeError:  # an id it does not hold
+                    continue
+        return None
 
     def count(self, space: str | None = None) -> int:
         """Number of stored vectors (in one space, or all)."""
@@ -1059,6 +1119,10 @@ class Store:
                 sims, ids = index.search(q, k_eff, params=params)
             else:
                 sims, ids = _index.search(index, q, k_eff)
+                fresh = self._fresh.get(space)
+                if fresh is not None and fresh.ntotal:
+                    found = _index.search(fresh, q, min(k_eff, fresh.ntotal))
+                    sims, ids = _index.merge_top_k((sims, ids), found, k_eff)
         return sims, ids
 
     def label_view(self, space: str) -> LabelView:
@@ -1158,6 +1222,8 @@ class Store:
                 spaces[space] = {"dim": dim, "vectors": int(n), "generation": self._generation(space)}
                 if space in self._indexes:
                     spaces[space]["index"] = _index.kind_of(self._indexes[space])
+                if space in self._fresh:  # searched exactly beside the IVF cells until the next retraining
+                    spaces[space]["untrained_vectors"] = int(self._fresh[space].ntotal)
         return {
             "path": str(self.path.resolve()),
             "schema_version": self.schema_version,
