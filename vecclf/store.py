@@ -789,9 +789,7 @@ class Store:
                             "positive": pa.array([r[2] for r in labels], pa.bool_()),
                         }
                     )
-                    con.register("new_labels", label_rows)
-                    con.execute("INSERT INTO labels SELECT * FROM new_labels")
-                    con.unregister("new_labels")
+                    con.from_arrow(label_rows).insert_into("labels")  # no register/unregister: ~1 ms less
                 # concepts that become classes here but already had (negative) labels: views are rebuilt
                 known = {c for space in {it.space for it in items} for c in self._views.get(space, _NO_VIEW).classes}
                 all_positives = {n for marks in marks_of for n, pos in marks.items() if pos}
@@ -812,9 +810,7 @@ class Store:
                 for space, idx in by_space.items():
                     vecs = np.stack([np.asarray(items[i].vector, dtype=np.float32) for i in idx])
                     space_ids = np.array([ids[i] for i in idx], dtype=np.int64)
-                    con.register("new_vectors", _vector_table(space_ids, vecs))
-                    con.execute(f"INSERT INTO {_sql.space_table(space)} SELECT id, vector FROM new_vectors")
-                    con.unregister("new_vectors")
+                    con.from_arrow(_vector_table(space_ids, vecs)).insert_into(_sql.space_table(space))
                     staged.append((space, space_ids, vecs))
                 before = {space: self._generation(space) for space in by_space}
                 self._bump(by_space)
