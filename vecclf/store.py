@@ -20,6 +20,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -752,6 +753,7 @@ class Store:
             for space in {it.space for it in items}:
                 self._index(space)  # load before writing so the in-memory index stays in step
             names = {n for marks in marks_of for n in marks}
+            now = datetime.now(UTC).replace(tzinfo=None)  # created_at, in UTC
             with self._transaction() as con:
                 created: set[str] = set()
                 concept_ids = self._concept_ids(names, create=True, created=created)
@@ -772,14 +774,10 @@ class Store:
                         "timestamp_s": pa.array([it.timestamp_s for it in items], pa.float64()),
                         "text": [it.text for it in items],
                         "metadata": [json.dumps(it.metadata) if it.metadata else None for it in items],
+                        "created_at": pa.array([now] * len(items), pa.timestamp("us")),
                     }
                 )
-                con.register("new_inputs", rows)
-                con.execute(
-                    "INSERT INTO inputs (id, kind, space, source, content_hash, parent_id, frame_index, timestamp_s, text, metadata) "
-                    "SELECT * FROM new_inputs"
-                )
-                con.unregister("new_inputs")
+                con.from_arrow(rows).insert_into("inputs")  # every column, in the table's order
                 labels = [(ids[i], concept_ids[n], pos) for i, marks in enumerate(marks_of) for n, pos in marks.items()]
                 if labels:
                     label_rows = pa.table(
