@@ -146,7 +146,6 @@ class ConceptClassifier:
         self.k = k
         self.unknown_quantile = unknown_quantile
         self._embedder = embedder
-        # space -> (generation, leave-one-out similarities per concept, thresholds)
         # per space: (generation, quantile, leave-one-out similarities, thresholds)
         self._thresholds: dict[str, tuple[int, float, dict[str, np.ndarray], dict[str, float]]] = {}
         self._calibrations: dict[str, tuple[int, knn.Calibration]] = {}
