@@ -7,7 +7,6 @@ voting over stored neighbours (:mod:`vecclf.knn`).
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import time
@@ -786,7 +785,16 @@ class ConceptClassifier:
         if cached is not None and cached[0] == view.generation:
             return cached[1]
         rows = _index.sample_rows(len(view.label_roots), knn.LOO_MAX_EXAMPLES, 0)  # read only what is used
-        sample = dataclasses.replace(view, label_roots=view.label_roots[rows], matrix=view.matrix[rows])
+        # a view of its own: the full view's lineage (changed classes, first rows, spare room) describes other rows
+        sample = LabelView(
+            view.generation,
+            view.ids,
+            view.roots,
+            view.classes,
+            view.label_roots[rows],
+            view.matrix[rows],
+            frames=view.frames,
+        )
         ids, vecs = self.store.vectors(space, sample.label_roots.tolist())
         result = knn.verification_calibration(sample, ids, vecs)
         self._calibrations[space] = (view.generation, result)

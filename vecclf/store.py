@@ -694,10 +694,7 @@ class Store:
                     if _file_sha256(path) == record.get("sha256"):
                         loaded = faiss.read_index(str(path))
                         if loaded.ntotal == count and loaded.d == dim:
-                            trained = record.get("trained_through")
-                            if trained is None:  # saved before fresh vectors were tracked: all count as trained
-                                trained = self._row(f"SELECT coalesce(max(id), 0) FROM {_sql.space_table(space)}")[0]
-                            self._track_fresh(space, loaded, int(trained))
+                            self._track_fresh(space, loaded, record.get("trained_through"))
                             return loaded
                 except (RuntimeError, OSError):
                     pass  # torn or unreadable: fall through to a rebuild
@@ -711,12 +708,16 @@ class Store:
         self._dirty.add(space)
         return index
 
-    def _track_fresh(self, space: str, index: faiss.Index, trained_through: int) -> None:
-        self._trained[space] = trained_through
+    def _track_fresh(self, space: str, index: faiss.Index, trained_through: int | None) -> None:
         self._fresh.pop(space, None)
-        if _index.kind_of(index) == "ivf":
-            fresh = _index.build("flat", self.spaces[space], *self._read_vectors(space, after=trained_through))
-            self._fresh[space] = fresh
+        if _index.kind_of(index) != "ivf":  # other kinds have no cells to miss new vectors
+            self._trained[space] = trained_through or 0
+            return
+        if trained_through is None:  # an IVF index saved before fresh vectors were tracked: all count as trained
+            trained_through = int(self._row(f"SELECT coalesce(max(id), 0) FROM {_sql.space_table(space)}")[0])
+        self._trained[space] = trained_through
+        fresh = _index.build("flat", self.spaces[space], *self._read_vectors(space, after=trained_through))
+        self._fresh[space] = fresh
 
     # ----------------------------------------------------------------- writes
     def _concepts_by_name(self) -> dict[str, int]:
