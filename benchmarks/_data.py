@@ -57,7 +57,7 @@ def banking77(smoke: bool = False) -> dict[str, Any] | None:
         return None
     cache = CACHE / f"banking77{'-smoke' if smoke else ''}.npz"
     if not cache.is_file():
-        from vecclf.embed import OfflineEmbedder
+        from vecclf.embed.offline import OfflineEmbedder
 
         def read(name: str) -> tuple[list[str], list[str]]:
             with (root / name).open(newline="", encoding="utf-8") as fh:
@@ -85,7 +85,7 @@ def cifar10(per_class_train: int = 200, per_class_test: int = 100, smoke: bool =
     if not cache.is_file():
         from PIL import Image
 
-        from vecclf.embed import OfflineEmbedder
+        from vecclf.embed.offline import OfflineEmbedder
 
         rng = np.random.default_rng(0)
         tr, te = [], []

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 from _data import banking77, cifar10, emit, timed
 
-from vecclf.head import LogisticHead
-from vecclf.knn import UNKNOWN, KNNClassifier
+from vecclf.classify.estimators import KNNClassifier
+from vecclf.classify.head import LogisticHead
+from vecclf.labels import UNKNOWN
 
 
 def few_shot(y: np.ndarray, shots: int, seed: int) -> np.ndarray:

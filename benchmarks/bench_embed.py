@@ -27,7 +27,9 @@ from _data import SHARED, emit
 from PIL import Image
 
 from vecclf.classifier import AddReport, ConceptClassifier
-from vecclf.embed import Embedder, OfflineEmbedder, OpenCLIPEmbedder
+from vecclf.embed import Embedder
+from vecclf.embed.offline import OfflineEmbedder
+from vecclf.embed.openclip import OpenCLIPEmbedder
 from vecclf.store import Store
 
 

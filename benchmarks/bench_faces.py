@@ -23,11 +23,12 @@ import numpy as np
 from _data import SHARED, emit
 from PIL import Image
 
-from vecclf.embed import OfflineEmbedder
+from vecclf.classify.estimators import KNNClassifier
+from vecclf.classify.openset import verification_calibration
+from vecclf.embed.faces import FaceEmbedder
+from vecclf.embed.offline import OfflineEmbedder
 from vecclf.evaluate import roc_auc
-from vecclf.faces import FaceEmbedder
-from vecclf.knn import UNKNOWN, KNNClassifier, verification_calibration
-from vecclf.store import LabelView
+from vecclf.labels import UNKNOWN, LabelView
 
 
 def load(root: Path, people: int) -> tuple[list[Image.Image], np.ndarray]:

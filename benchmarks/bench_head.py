@@ -11,7 +11,7 @@ import argparse
 import numpy as np
 from _data import emit, synthetic, timed
 
-from vecclf.head import LogisticHead
+from vecclf.classify.head import LogisticHead
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Index kinds at scale: bytes per vector, build time, query speed and recall@10 against exact search.
 
 N seeded, clustered 512-d unit vectors (default 1,000,000) and 1,000 held-out queries from the same distribution.
-Each kind is built by vecclf's own code (`vecclf._index.build`, as a store does); recall@10 is measured against
+Each kind is built by vecclf's own code (`vecclf.store.index.build`, as a store does); recall@10 is measured against
 the flat (exact) index's answers.
 
     python benchmarks/bench_index.py [--smoke] [--n 1000000]
@@ -20,7 +20,7 @@ import numpy as np
 from _data import emit, timed
 from bench_knn import clustered
 
-from vecclf import _index
+from vecclf.store import index as _index
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from _data import emit, timed
 
 from vecclf.classifier import ConceptClassifier
-from vecclf.knn import KNNClassifier
+from vecclf.classify.estimators import KNNClassifier
 from vecclf.store import NewInput, Store
 
 

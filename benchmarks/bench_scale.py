@@ -22,9 +22,9 @@ import numpy as np
 from _data import emit
 from bench_knn import build_store, clustered
 
-from vecclf._index import recall_at
 from vecclf.classifier import ConceptClassifier
 from vecclf.store import NewInput, Store
+from vecclf.store.index import recall_at
 
 ROUNDS = 9
 

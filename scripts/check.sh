@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/vecclf ] || bash scripts/setup.sh
 .venv/bin/ruff check vecclf tests benchmarks
-.venv/bin/ruff format --check vecclf benchmarks
+.venv/bin/ruff format --check vecclf benchmarks tests
 .venv/bin/mypy vecclf
 # benchmarks are not timed in CI: tiny sizes prove they still run
 (

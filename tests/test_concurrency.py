@@ -8,7 +8,7 @@ import time
 import pytest
 from conftest import solid_image
 
-from vecclf._locks import RWLock
+from vecclf.store.locks import RWLock
 
 
 def test_readers_overlap_and_writers_exclude() -> None:
@@ -63,7 +63,7 @@ def test_eight_readers_and_a_writer(clf) -> None:
     colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
     for name, rgb in colours.items():
         clf.add([solid_image(rgb, seed=s) for s in range(5)], [name])
-    queries = {name: clf.embed([solid_image(rgb, seed=100)])[0][2] for name, rgb in colours.items()}
+    queries = {name: clf.embed([solid_image(rgb, seed=100)])[0].vector for name, rgb in colours.items()}
     errors: list[BaseException] = []
     stop = threading.Event()
     answers = [0]

@@ -60,7 +60,9 @@ def _kill_rounds(tmp_path: Path, tiny_embedder, rounds: int) -> None:  # type: i
     for round_ in range(rounds):
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(path), str(round_)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready", child.stderr.read() if child.stderr else ""
@@ -97,7 +99,9 @@ def test_damaged_database_is_a_clear_error_never_wrong_answers(tmp_path: Path, t
     ) as store:
         vecs = rng.normal(size=(50, 64)).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        ids = store.add([NewInput("text", "joint", f"h{i}", v, text=f"t{i}", concepts=("a",)) for i, v in enumerate(vecs)])
+        ids = store.add(
+            [NewInput("text", "joint", f"h{i}", v, text=f"t{i}", concepts=("a",)) for i, v in enumerate(vecs)]
+        )
     db = path / "store.duckdb"
     pristine = db.read_bytes()
     damages = {

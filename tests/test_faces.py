@@ -11,9 +11,9 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from vecclf.classifier import ConceptClassifier
+from vecclf.classify.openset import verification_calibration
 from vecclf.cli import main
-from vecclf.knn import verification_calibration
-from vecclf.store import LabelView
+from vecclf.labels import LabelView
 
 pytest.importorskip("dlib", reason="the faces preset needs: pip install -e '.[faces]'")
 
@@ -83,7 +83,7 @@ def test_enrol_identify_and_verify(faces_store, tmp_path) -> None:
         group = Image.new("RGB", (320, 240), "white")
         group.paste(big, (0, 0))
         group.paste(small, (210, 60))
-        both = clf.predict([group], faces="all", method="knn")
+        both = clf.predict([group], split=True, method="knn")
         assert [p.nearest for p in both] == ["s1", "s2"]
         assert len(clf.predict([group], method="knn")) == 1
 

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from vecclf.classify.estimators import KNNClassifier
+from vecclf.classify.head import LogisticHead
 from vecclf.errors import InvalidInputError, NotFoundError, VecclfError
-from vecclf.head import LogisticHead
-from vecclf.knn import KNNClassifier
 from vecclf.store import Store
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -53,7 +53,7 @@ def test_concept_names_are_validated_or_round_trip(clf, name: str) -> None:
 def test_search_and_predict_parameters(clf, k: int, concept: str | None) -> None:
     if clf.store.count() == 0:
         clf.add_texts(["alpha", "beta", "gamma"], ["x"])
-    q = clf.embed(texts=["query"])[0][2][None, :]
+    q = clf.embed(texts=["query"])[0].vector[None, :]
     try:
         hits = clf.search_vectors("joint", q, k=k, concept=concept)
     except (InvalidInputError, NotFoundError) as exc:

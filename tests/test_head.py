@@ -9,10 +9,10 @@ import pytest
 from conftest import solid_image
 
 from vecclf.classifier import ConceptClassifier
+from vecclf.classify.estimators import KNNClassifier
+from vecclf.classify.head import LogisticHead
 from vecclf.errors import InvalidInputError, ModalityError, NotFittedError
 from vecclf.evaluate import evaluate_arrays, roc_auc
-from vecclf.head import LogisticHead
-from vecclf.knn import KNNClassifier
 
 
 def _blobs(seed: int, n: int = 300, d: int = 16, k: int = 4, spread: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
@@ -148,10 +148,24 @@ def test_zeroshot_image_needs_joint_space(tmp_path) -> None:
 
 
 def test_verify_with_real_text_embeddings(tmp_path) -> None:
-    lost = ["I lost my card", "my card is missing", "I can't find my bank card", "my card was stolen",
-            "someone took my card", "I misplaced my debit card", "where is my card, I lost it", "card lost yesterday"]
-    rates = ["what is the exchange rate", "how much is a euro in dollars", "currency conversion rate",
-             "rate for pounds to euros", "exchange rates today", "what rate do you use for currency"]
+    lost = [
+        "I lost my card",
+        "my card is missing",
+        "I can't find my bank card",
+        "my card was stolen",
+        "someone took my card",
+        "I misplaced my debit card",
+        "where is my card, I lost it",
+        "card lost yesterday",
+    ]
+    rates = [
+        "what is the exchange rate",
+        "how much is a euro in dollars",
+        "currency conversion rate",
+        "rate for pounds to euros",
+        "exchange rates today",
+        "what rate do you use for currency",
+    ]
     with ConceptClassifier.create(tmp_path / "s", "offline") as clf:
         clf.add_texts(lost, ["lost card"])
         clf.add_texts(rates, ["exchange rate"])
@@ -191,12 +205,14 @@ def test_loo_and_metrics_against_brute_force() -> None:
 
 def test_migration_from_schema_1(clf) -> None:
     _colour_store(clf, n=2)
+    import duckdb
+
     path = clf.store.path
-    con = clf.store._db()
-    con.execute("DROP TABLE heads")
-    con.execute("DROP TABLE thumbnails")
-    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     clf.close()
+    with duckdb.connect(str(path / "store.duckdb")) as con:  # make it a schema-1 store, as older vecclf wrote
+        con.execute("DROP TABLE heads")
+        con.execute("DROP TABLE thumbnails")
+        con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with ConceptClassifier.open(path) as again:
         assert again.store.schema_version == 3
         again.train()

@@ -6,9 +6,9 @@ import faiss
 import numpy as np
 import pytest
 
-from vecclf import _index
 from vecclf.errors import InvalidInputError
 from vecclf.store import NewInput, Store
+from vecclf.store import index as _index
 
 
 def _clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -76,7 +76,7 @@ def test_ivf_store_finds_every_example_of_a_new_concept(tmp_path, monkeypatch) -
         ids = store.add([NewInput("text", "joint", f"n{r}-{i}", new[i], concepts=(f"new{r}",)) for i in range(10)])
         _, found = store.search("joint", new[10:], 10)
         assert sorted(found[0].tolist()) == ids  # exactly the new concept's ten examples
-        _, by_cells = store._indexes["joint"].search(new[10:], 10)
+        _, by_cells = store.space_index("joint").index.search(new[10:], 10)  # the cells alone
         missed_by_cells += len(set(ids) - set(by_cells[0].tolist()))
     assert missed_by_cells > 0  # the cells alone do miss some: the exact pass is what finds them
     store.delete(ids[:2])

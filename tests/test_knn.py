@@ -7,9 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vecclf.classify.estimators import KNNClassifier
+from vecclf.classify.knn import rank, vote
+from vecclf.classify.openset import open_set_thresholds
 from vecclf.errors import InvalidInputError, NotFittedError
-from vecclf.knn import UNKNOWN, KNNClassifier, open_set_thresholds, rank, vote
-from vecclf.store import LabelView
+from vecclf.labels import UNKNOWN, LabelView
 
 
 def _data(seed: int, n: int = 60, d: int = 8, c: int = 3) -> tuple[np.ndarray, np.ndarray]:

@@ -10,12 +10,12 @@ import threading
 import uuid
 from pathlib import Path
 
+import faiss
 import httpx
 import numpy as np
 import pytest
 from conftest import serving, solid_image
 
-import vecclf.store as store_module
 from vecclf.classifier import ConceptClassifier
 from vecclf.cli import main
 from vecclf.errors import StoreError, StoreLockedError
@@ -39,7 +39,9 @@ def small_disk() -> Path:  # type: ignore[misc]
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         mount.rmdir()
-        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()}); the injected-failure test still runs")
+        pytest.skip(
+            f"cannot mount a small tmpfs here ({done.stderr.decode().strip()}); the injected-failure test still runs"
+        )
     try:
         yield mount
     finally:
@@ -83,7 +85,7 @@ def test_injected_index_write_failure_leaves_previous_state(tmp_path, tiny_embed
         Path(path).write_bytes(b"partial")
         raise RuntimeError(f"write error in {path}: (No space left on device)")
 
-    monkeypatch.setattr(store_module.faiss, "write_index", full_disk)
+    monkeypatch.setattr(faiss, "write_index", full_disk)
     with pytest.raises(StoreError, match="No space left on device"):
         store.close()
     monkeypatch.undo()
@@ -148,7 +150,10 @@ def test_read_only_opens_share_a_store_and_writers_are_named(tmp_path, tiny_embe
         "import sys, time\nfrom vecclf.store import Store\n"
         "s = Store.open(sys.argv[1], read_only=sys.argv[2] == 'ro')\nprint(s.count(), flush=True)\ntime.sleep(30)\n"
     )
-    readers = [subprocess.Popen([sys.executable, "-c", code, str(path), "ro"], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    readers = [
+        subprocess.Popen([sys.executable, "-c", code, str(path), "ro"], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     try:
         assert [r.stdout.readline().strip() for r in readers] == ["1", "1"]  # type: ignore[union-attr]
         with Store.open(path, read_only=True) as third:  # and this process too, all at once
@@ -229,7 +234,7 @@ def test_slow_clients_do_not_block_others(colour_server) -> None:
     for _ in range(4):  # each sends headers and a fraction of its body, then stalls
         sock = socket.create_connection((host, int(port)))
         sock.sendall(
-            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"te"
+            b'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"te'
         )
         slow.append(sock)
     try:
@@ -240,4 +245,3 @@ def test_slow_clients_do_not_block_others(colour_server) -> None:
     finally:
         for sock in slow:
             sock.close()
-

@@ -37,26 +37,45 @@ def client(clf) -> Iterator[TestClient]:
 def test_health_concepts_openapi(client) -> None:
     r = client.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["vectors"] == 18
-    assert {c["name"]: c["positives"] for c in client.get("/concepts").json()["concepts"]} == {"blue": 6, "green": 6, "red": 6}
+    assert {c["name"]: c["positives"] for c in client.get("/concepts").json()["concepts"]} == {
+        "blue": 6,
+        "green": 6,
+        "red": 6,
+    }
     spec = client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.") and set(spec["paths"]) == {
-        "/healthz", "/concepts", "/inputs", "/inputs/{input_id}", "/predict", "/search", "/train", "/verify",
-        "/inputs/{input_id}/thumbnail", "/evaluation", "/evaluate",
+        "/healthz",
+        "/concepts",
+        "/inputs",
+        "/inputs/{input_id}",
+        "/predict",
+        "/search",
+        "/train",
+        "/verify",
+        "/inputs/{input_id}/thumbnail",
+        "/evaluation",
+        "/evaluate",
     }
 
 
 def test_add_inputs_json_base64_multipart_and_video(client, tmp_path) -> None:
     r = client.post("/inputs", json={"texts": ["a red thing", "another"], "concepts": ["red"]})
     assert r.status_code == 201 and [a["kind"] for a in r.json()["added"]] == ["text", "text"]
-    r = client.post("/inputs", json={"image_base64": b64(solid_image(RED, seed=40)), "concepts": ["red"], "negatives": ["blue"]})
+    r = client.post(
+        "/inputs", json={"image_base64": b64(solid_image(RED, seed=40)), "concepts": ["red"], "negatives": ["blue"]}
+    )
     assert r.status_code == 201 and r.json()["added"][0]["kind"] == "image"
-    files = [("file", ("g1.png", png_bytes(solid_image(GREEN, seed=41)), "image/png")),
-             ("file", ("g2.jpg", png_bytes(solid_image(GREEN, seed=42), "JPEG"), "image/jpeg"))]
+    files = [
+        ("file", ("g1.png", png_bytes(solid_image(GREEN, seed=41)), "image/png")),
+        ("file", ("g2.jpg", png_bytes(solid_image(GREEN, seed=42), "JPEG"), "image/jpeg")),
+    ]
     r = client.post("/inputs", files=files, data={"concept": "green"})
     assert r.status_code == 201 and [a["source"] for a in r.json()["added"]] == ["g1.png", "g2.jpg"]
     video = make_video(tmp_path / "clip.mp4", [RED, BLUE])
     r = client.post("/inputs", files={"file": ("clip.mp4", video.read_bytes(), "video/mp4")}, data={"concept": "clip"})
-    assert r.status_code == 201 and r.json()["added"] == [{"id": r.json()["added"][0]["id"], "kind": "video", "source": "clip.mp4"}]
+    assert r.status_code == 201 and r.json()["added"] == [
+        {"id": r.json()["added"][0]["id"], "kind": "video", "source": "clip.mp4"}
+    ]
     vid = r.json()["added"][0]["id"]
     assert client.delete(f"/inputs/{vid}").json()["deleted"] == [vid, vid + 1, vid + 2]
     assert client.delete(f"/inputs/{vid}").status_code == 404
@@ -65,7 +84,9 @@ def test_add_inputs_json_base64_multipart_and_video(client, tmp_path) -> None:
 def test_predict_by_text_image_id_and_upload(client) -> None:
     r = client.post("/predict", json={"image_base64": b64(solid_image(BLUE, seed=77)), "k": 5})
     pred = r.json()["predictions"][0]
-    assert r.status_code == 200 and pred["concept"] == "blue" and pred["method"] == "knn" and len(pred["neighbours"]) == 5
+    assert (
+        r.status_code == 200 and pred["concept"] == "blue" and pred["method"] == "knn" and len(pred["neighbours"]) == 5
+    )
     r = client.post("/predict", json={"id": 1})
     assert r.status_code == 200 and r.json()["predictions"][0]["nearest"] == "red"
     up = client.post("/predict", files={"file": ("q.png", png_bytes(solid_image(GREEN, seed=78)), "image/png")})
@@ -90,7 +111,9 @@ def test_train_then_head_predictions_and_verify(client) -> None:
     # (tiny random CLIP: scores are all close to 1, so this checks the contract, not accuracy;
     # tests/test_head.py::test_verify_with_real_text_embeddings checks the semantics)
     same = client.post("/verify", json={"image_base64": b64(solid_image(RED, seed=91)), "concept": "red"}).json()
-    other = client.post("/verify", json={"image_base64": b64(solid_image((250, 250, 250), seed=92)), "concept": "red"}).json()
+    other = client.post(
+        "/verify", json={"image_base64": b64(solid_image((250, 250, 250), seed=92)), "concept": "red"}
+    ).json()
     for v in (same["verifications"][0], other["verifications"][0]):
         assert v["concept"] == "red" and v["threshold"] is not None and v["verified"] == (v["score"] >= v["threshold"])
     assert same["verifications"][0]["score"] > other["verifications"][0]["score"]
@@ -101,8 +124,34 @@ def test_train_then_head_predictions_and_verify(client) -> None:
     ("method", "path", "kwargs", "status"),
     [
         ("post", "/predict", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400),
-        ("post", "/predict", {"content": b"[" * 5000 + b"]" * 5000, "headers": {"content-type": "application/json"}}, 400),
-        ("post", "/predict", {"json": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": {"k": {"l": {"m": {"n": {"o": {"p": {"q": 1}}}}}}}}}}}}}}}}}}, 400),
+        (
+            "post",
+            "/predict",
+            {"content": b"[" * 5000 + b"]" * 5000, "headers": {"content-type": "application/json"}},
+            400,
+        ),
+        (
+            "post",
+            "/predict",
+            {
+                "json": {
+                    "a": {
+                        "b": {
+                            "c": {
+                                "d": {
+                                    "e": {
+                                        "f": {
+                                            "g": {"h": {"i": {"j": {"k": {"l": {"m": {"n": {"o": {"p": {"q": 1}}}}}}}}}}
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+            400,
+        ),
         ("post", "/predict", {"json": {}}, 400),
         ("post", "/predict", {"json": {"text": "x", "k": 0}}, 400),
         ("post", "/predict", {"json": {"text": "x", "k": "5"}}, 400),

@@ -201,7 +201,7 @@ def test_concept_names_are_bound_parameters(clf, image_files) -> None:
 def test_store_refuses_other_embedders_vectors(clf, tmp_path) -> None:
     with pytest.raises(ModelMismatchError):
         clf.store.add([NewInput("text", "joint", "h", np.ones(7, np.float32))])
-    from vecclf.embed import OpenCLIPEmbedder
+    from vecclf.embed.openclip import OpenCLIPEmbedder
 
     other = OpenCLIPEmbedder("vecclf-tiny-clip", None, seed=1)
     with pytest.raises(ModelMismatchError):
@@ -215,14 +215,14 @@ def test_embedding_cache_skips_reembedding(clf, image_files) -> None:
     assert (again.embedded, again.cached) == (0, 2)
 
     def cached_rows() -> int:
-        return int(clf.store._row("SELECT count(*) FROM cache_joint")[0])
+        return int(clf.info()["spaces"]["joint"]["cached_vectors"])
 
     assert cached_rows() == 0  # stored inputs are their own cache: no second copy of each vector on disk
     clf.delete(first.ids + again.ids)
     assert cached_rows() == 2  # one per distinct content
     third = clf.add(image_files["red"][:1], ["red"])  # cache outlives deleted inputs
     assert (third.embedded, third.cached) == (0, 1)
-    assert np.allclose(clf.store.vector(third.ids[0])[1], clf.embed([image_files["red"][0]])[0][2], atol=1e-5)
+    assert np.allclose(clf.store.vector(third.ids[0])[1], clf.embed([image_files["red"][0]])[0].vector, atol=1e-5)
 
 
 def test_search_concept_filter_applies_before_ranking(clf, image_files) -> None:
@@ -235,8 +235,7 @@ def test_search_concept_filter_applies_before_ranking(clf, image_files) -> None:
 
 def test_label_view_grows_in_place_and_matches_a_rebuild(clf) -> None:
     """Adds extend the cached labels (a new concept stays cheap in a big store); the result equals a full re-read."""
-    from vecclf import knn
-    from vecclf.store import NewInput
+    from vecclf.classify.openset import class_vectors, open_set_thresholds
 
     rng = np.random.default_rng(0)
 
@@ -272,17 +271,15 @@ def test_label_view_grows_in_place_and_matches_a_rebuild(clf) -> None:
         before = store.label_view("joint")
         older.append((before, before.matrix.copy()))
         store.add(batch)
-        cached = store._views.get("joint")
+        kept = store.label_view("joint")  # extended in place, or re-read (then it is its own base)
+        cached = kept if kept.base_generation < kept.generation else None
         # views handed out earlier share spare room with newer ones but never see their writes
         assert all(np.array_equal(view.matrix, copy) for view, copy in older)  # type: ignore[attr-defined]
         grown += cached is not None
         asked.clear()
         incremental = clf.thresholds("joint")  # caches carry on from the previous write
         touched = {n for it in batch for n in it.concepts + it.negatives}
-        kept = dict(store._views)
-        store._views.clear()
-        fresh = store.label_view("joint")
-        store._views.update(kept)
+        fresh = store.stored_label_view("joint")  # read afresh from the database
         if cached is not None:  # the same labels; new concepts sit after the old ones instead of sorted
             for field in ("ids", "roots", "label_roots", "frames"):
                 assert np.array_equal(getattr(cached, field), getattr(fresh, field)), field
@@ -300,11 +297,11 @@ def test_label_view_grows_in_place_and_matches_a_rebuild(clf) -> None:
             }
             assert set().union(*asked) <= members
         ids, vecs = read_vectors("joint", fresh.label_roots.tolist())
-        full = knn.open_set_thresholds(knn.class_vectors(fresh, ids, vecs), quantile=clf.unknown_quantile)
+        full = open_set_thresholds(class_vectors(fresh, ids, vecs), quantile=clf.unknown_quantile)
         assert incremental == pytest.approx(full)
     assert grown == len(batches) - 1  # only the concept that already had a negative label forced a re-read
     clf.unknown_quantile = 0.5  # a new quantile recomputes every threshold from the cached similarities
-    full = knn.open_set_thresholds(knn.class_vectors(fresh, ids, vecs), quantile=0.5)
+    full = open_set_thresholds(class_vectors(fresh, ids, vecs), quantile=0.5)
     assert clf.thresholds("joint") == pytest.approx(full)
 
 
@@ -326,7 +323,7 @@ def test_remembered_records_match_the_catalogue(clf) -> None:
     )
     remembered = store.get(ids)
     assert remembered[1].concepts == ["blue", "red"] and remembered[1].negatives == ["green"]  # from the video
-    store._records = {}
+    store.forget()
     assert store.get(ids) == remembered  # read back from DuckDB: the same
     assert json.dumps([r.to_dict() for r in remembered])  # plain JSON types, no numpy scalars
     remembered[0].concepts.append("changed by a caller")
@@ -352,9 +349,9 @@ def test_vectors_read_from_memory_equal_the_database(clf) -> None:
     assert store.count("joint") == 30  # index loaded: exact copies are in memory
     asked = [ids[7], ids[3], ids[3], ids[20]]
     got_ids, got = store.vectors("joint", asked)
-    db_ids, db = store._read_vectors("joint", asked)
+    db_ids, db = store.stored_vectors("joint", asked)
     assert got_ids.tolist() == db_ids.tolist() == sorted({ids[3], ids[7], ids[20]})
     assert np.array_equal(got, db)
     store.delete([ids[7]])
     got_ids, got = store.vectors("joint", asked)  # one is gone: answered from the database
-    assert got_ids.tolist() == [ids[3], ids[20]] and np.array_equal(got, store._read_vectors("joint", asked)[1])
+    assert got_ids.tolist() == [ids[3], ids[20]] and np.array_equal(got, store.stored_vectors("joint", asked)[1])

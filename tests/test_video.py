@@ -42,9 +42,7 @@ def test_video_frames_stored_and_linked(clf, tmp_path, image_files) -> None:
     video = make_video(tmp_path / "rgb.mp4", [(220, 30, 30), (30, 200, 40)])
     report = clf.add([video], ["clip"])
     (vid,) = report.ids
-    rows = (
-        clf.store._db().execute("SELECT kind, parent_id, frame_index, timestamp_s FROM inputs ORDER BY id").fetchall()
-    )
+    rows = [(r.kind, r.parent_id, r.frame_index, r.timestamp_s) for r in clf.store.get([vid, vid + 1, vid + 2])]
     assert rows[0][:2] == ("video", None)
     frames = rows[1:]
     assert len(frames) == 2 and all(k == "frame" and p == vid for k, p, _, _ in frames)

@@ -10,9 +10,9 @@ from .errors import NotFittedError, VecclfError
 
 if TYPE_CHECKING:
     from .classifier import ConceptClassifier
+    from .classify.estimators import KNNClassifier
+    from .classify.head import LogisticHead
     from .embed import load_embedder
-    from .head import LogisticHead
-    from .knn import KNNClassifier
     from .store import Store
 
 __all__ = [
@@ -28,8 +28,8 @@ __all__ = [
 
 _LAZY = {
     "ConceptClassifier": ".classifier",
-    "KNNClassifier": ".knn",
-    "LogisticHead": ".head",
+    "KNNClassifier": ".classify.estimators",
+    "LogisticHead": ".classify.head",
     "Store": ".store",
     "load_embedder": ".embed",
 }

@@ -102,7 +102,7 @@ def _queries(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 def cmd_predict(args: argparse.Namespace) -> int:
     media, texts = _queries(args)
     with _open(args, read_only=True) as clf:
-        preds = clf.predict(media, texts=texts, method=args.method, k=args.k, top=args.top, faces=args.faces)
+        preds = clf.predict(media, texts=texts, method=args.method, k=args.k, top=args.top, split=args.faces == "all")
 
     def human() -> None:
         for p in preds:
@@ -151,7 +151,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     media, texts = _queries(args)
     with _open(args, read_only=True) as clf:
-        results = clf.search(media, texts=texts, k=args.k, concept=args.concept, faces=args.faces)
+        results = clf.search(media, texts=texts, k=args.k, concept=args.concept, split=args.faces == "all")
 
     def human() -> None:
         for hits in results:
@@ -168,7 +168,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     media, texts = _queries(args)
     with _open(args, read_only=True) as clf:
-        results = clf.verify(media, texts=texts, concept=args.concept, faces=args.faces)
+        results = clf.verify(media, texts=texts, concept=args.concept, split=args.faces == "all")
 
     def human() -> None:
         for r in results:

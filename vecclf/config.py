@@ -1,4 +1,4 @@
-"""Settings: limits on inputs and the default store location (environment prefix ``VECCLF_``)."""
+"""Settings: limits on inputs, classification defaults and the default store location (env prefix ``VECCLF_``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_STORE = Path("index_data")
+
+# Classification defaults, defined once for the Python API, the CLI and the HTTP API.
+METHODS = ("auto", "knn", "head", "zeroshot")
+"""Prediction methods; ``auto`` picks a fresh head, else k-NN, else zero-shot."""
+MODES = ("auto", "exclusive", "multilabel")
+"""Head training modes; ``auto`` picks exclusive when every example has one concept and none is negative."""
+DEFAULT_K = 10
+DEFAULT_TOP = 5
+DEFAULT_C = 10.0  # see vecclf.classify.head: unit-norm embeddings want weaker regularisation than C=1
+DEFAULT_UNKNOWN_QUANTILE = 0.01
 
 
 def _env_int(name: str, default: int) -> int:
@@ -47,3 +57,19 @@ class Limits:
 def default_store_path() -> Path:
     """The store directory: ``$VECCLF_STORE`` or ``./index_data``."""
     return Path(os.environ.get("VECCLF_STORE") or DEFAULT_STORE)
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Request-level limits of the HTTP API (input decoding limits come from :class:`Limits`).
+
+    The API validates requests against these and its OpenAPI document states them.
+    """
+
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_json_depth: int = 16
+    max_files: int = 64
+    max_texts: int = 1024
+    max_k: int = 1000
+    max_top: int = 100
+    max_folds: int = 20

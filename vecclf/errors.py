@@ -44,6 +44,10 @@ class ConflictError(VecclfError):
     http_status = 409
 
 
+class NoFaceError(InvalidInputError):
+    """No face was found in an image given to the face embedder."""
+
+
 class ModalityError(InvalidInputError):
     """A query's modality cannot be compared with the stored vectors (separate spaces)."""
 
@@ -97,6 +101,7 @@ __all__ = [
     "ModalityError",
     "ModelLoadError",
     "ModelMismatchError",
+    "NoFaceError",
     "NotFittedError",
     "NotFoundError",
     "ReadOnlyError",

@@ -13,10 +13,10 @@ from typing import Any
 import faiss
 import numpy as np
 
-from . import knn
+from .classify import knn, openset
+from .classify.head import LogisticHead
 from .errors import InvalidInputError
-from .head import LogisticHead
-from .store import LabelView
+from .labels import LabelView
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
@@ -104,10 +104,8 @@ def loo_knn(
     rejection rate is a close (slightly pessimistic) estimate for in-scope inputs.
     """
     n = len(X)
-    ids = np.arange(n, dtype=np.int64)
-    matrix = np.zeros((n, len(classes)), dtype=np.int8)
-    matrix[ids, y] = 1
-    view = LabelView(0, ids, ids, classes, ids, matrix)
+    view = LabelView.single_label(y, classes)
+    ids = view.ids
     index = faiss.IndexFlatIP(X.shape[1])
     index.add(np.ascontiguousarray(X, dtype=np.float32))
     sims, nn = index.search(np.ascontiguousarray(X, dtype=np.float32), min(k + 1, n))
@@ -118,7 +116,7 @@ def loo_knn(
     best = knn.rank(votes.scores, votes.support)[:, 0]
     rejected = votes.scores[np.arange(n), best] <= 0
     if unknown_quantile > 0:
-        thresholds = knn.open_set_thresholds(knn.class_vectors(view, ids, X), quantile=unknown_quantile)
+        thresholds = openset.open_set_thresholds(openset.class_vectors(view, ids, X), quantile=unknown_quantile)
         limit = np.array([thresholds[classes[b]] for b in best])
         rejected |= votes.support[np.arange(n), best] < limit
     return votes.scores, best, rejected

@@ -70,10 +70,11 @@ Item = ImageItem | TextItem | VideoItem
 
 @dataclass(frozen=True)
 class Failure:
-    """An input that could not be used, and why."""
+    """An input that could not be used, and why (``error``: the typed error behind it, when there is one)."""
 
     source: str
     reason: str
+    error: Exception | None = field(default=None, compare=False, repr=False)
 
 
 def _sha256(data: bytes) -> str:
@@ -276,7 +277,7 @@ def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path | Failure]:
         try:
             path = _check_path(Path(raw))
         except (InvalidInputError, NotFoundError) as exc:
-            yield Failure(str(raw), str(exc))
+            yield Failure(str(raw), str(exc), exc)
             continue
         if path.is_dir():
             yield from walk_folder(path)
@@ -357,6 +358,46 @@ def _pick(columns: Sequence[str], names: Sequence[str]) -> str | None:
         if name in lowered:
             return lowered[name]
     return None
+
+
+def decode_paths(
+    paths: Iterable[str | Path], *, limits: Limits, draft: int | None = None
+) -> Iterator[ImageItem | TextItem | VideoItem | Failure]:
+    """Files and folders (expanded, see :func:`expand_paths`) as decoded items; ``.txt`` files give one text
+    per line. What cannot be read becomes a :class:`Failure` naming it."""
+    for p in expand_paths(paths):
+        if isinstance(p, Failure):
+            yield p
+            continue
+        try:
+            if p.suffix.lower() in TEXT_SUFFIXES:
+                for n, line in enumerate(read_text_lines(p), start=1):
+                    yield make_text(line, source=f"{p}:{n}", limits=limits)
+            else:
+                yield load_media(p, limits=limits, draft=draft)
+        except (InvalidInputError, NotFoundError, OSError, UnicodeDecodeError) as exc:
+            yield Failure(str(p), str(exc), exc)
+
+
+def decode_media(
+    media: Sequence[MediaLike], *, limits: Limits, draft: int | None = None
+) -> Iterator[ImageItem | TextItem | VideoItem | Failure]:
+    """Paths, folders, bytes and PIL images as decoded items (in-memory ones named ``<input N>``)."""
+    yield from decode_paths([m for m in media if isinstance(m, (str, Path))], limits=limits, draft=draft)
+    for n, obj in enumerate(m for m in media if not isinstance(m, (str, Path))):
+        try:
+            yield load_media(obj, limits=limits, source=f"<input {n}>", draft=draft)
+        except InvalidInputError as exc:
+            yield Failure(f"<input {n}>", str(exc), exc)
+
+
+def decode_texts(texts: Iterable[tuple[str, str]], *, limits: Limits) -> Iterator[TextItem | Failure]:
+    """``(source, text)`` pairs as text items, or failures naming the source."""
+    for source, text in texts:
+        try:
+            yield make_text(text, source=source, limits=limits)
+        except InvalidInputError as exc:
+            yield Failure(source, str(exc), exc)
 
 
 def decode_ahead(items: Iterable[T], ahead: int = 32) -> Iterator[T]:

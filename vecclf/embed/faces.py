@@ -1,8 +1,8 @@
 """Face embedder: dlib's detector, 5-point alignment and 128-d ResNet face descriptor.
 
 The weights ship in the PyPI packages ``dlib-bin`` and ``face_recognition_models``; nothing is
-downloaded. A photo is reduced to its faces (:meth:`FaceEmbedder.detect`) before embedding: the
-classifier stores the largest face of each enrolment photo, and queries may ask for every face.
+downloaded. The embedder prepares its own items (:meth:`FaceEmbedder.prepare`): a photo becomes its
+largest face, or every face when split, so nothing above the embedder knows about faces.
 """
 
 from __future__ import annotations
@@ -17,19 +17,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .embed import Progress, _file_fingerprint, _normalise, _space_of
-from .errors import InvalidInputError, ModalityError, ModelLoadError
-from .inputs import ImageItem, Item, VideoItem
+from ..errors import ModalityError, ModelLoadError, NoFaceError
+from ..inputs import ImageItem, Item, VideoItem
+from .base import BaseEmbedder, Progress, file_fingerprint, normalise
 
 CHIP_SIZE = 150
-FACE_MODES = ("largest", "all")
 _MAX_UPSAMPLED_SIDE = 2400
 # Marks an aligned crop made by detect(), so embedding it does not run detection again.
 _CHIP_MARK = "vecclf.face_chip"
-
-
-class NoFaceError(InvalidInputError):
-    """No face was found in an image given to the face embedder."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +53,7 @@ def _models_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
-class FaceEmbedder:
+class FaceEmbedder(BaseEmbedder):
     """dlib face recognition (ResNet-34, 128-d), images only.
 
     ``upsample``: extra detector passes on an upscaled image when nothing is found at the original
@@ -94,14 +89,11 @@ class FaceEmbedder:
         return {
             "kind": "faces",
             "model": self.name,
-            "weights": _file_fingerprint(weights) if weights.is_file() else None,
+            "weights": file_fingerprint(weights) if weights.is_file() else None,
         }
 
     def spaces(self) -> dict[str, int]:
         return {"image": self.DIM}
-
-    def space_of(self, modality: str) -> str:
-        return _space_of(False, self.modalities, modality)
 
     def _load(self) -> tuple[Any, Any, Any]:
         if self._models is None:
@@ -172,48 +164,44 @@ class FaceEmbedder:
                 out.append(np.asarray(net.compute_face_descriptor(chunk), dtype=np.float32))
             if progress is not None:
                 progress(len(chunk))
-        return _normalise(np.concatenate(out, axis=0))
+        return normalise(np.concatenate(out, axis=0))
 
     def embed_texts(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         raise ModalityError("the faces embedder has no text tower: store and query images only")
 
+    def prepare(self, item: Item, *, split: bool = False) -> list[Item]:
+        """``item`` reduced to aligned face crops: its largest face or, split, every face, largest first.
 
-def face_items(embedder: FaceEmbedder, item: Item, mode: str = "largest") -> list[Item]:
-    """``item`` reduced to face crops: its largest face, or (``mode="all"``) every face, largest first.
-
-    Sources gain ``#face=left,top,right,bottom``; a video keeps the largest face of each frame
-    and drops frames without one. Raises :class:`NoFaceError` when nothing is left.
-    """
-    if mode not in FACE_MODES:
-        raise InvalidInputError(f"faces must be one of {', '.join(FACE_MODES)}, got {mode!r}")
-    if isinstance(item, ImageItem):
-        faces = embedder.detect(item.image)
-        if not faces:
-            raise NoFaceError(f"{item.source}: no face found")
-        chosen = faces if mode == "all" else faces[:1]
-        return [
-            ImageItem(
-                source=f"{item.source}#face={','.join(map(str, f.box))}",
-                image=f.chip,
-                content_hash=item.content_hash if n == 0 else f"{item.content_hash}#face{n}",
-            )
-            for n, f in enumerate(chosen)
-        ]
-    if isinstance(item, VideoItem):
-        kept = [
-            (f[0].chip, t, h)
-            for f, t, h in zip(map(embedder.detect, item.frames), item.timestamps, item.frame_hashes)
-            if f
-        ]
-        if not kept:
-            raise NoFaceError(f"{item.source}: no face found in any sampled frame")
-        return [
-            VideoItem(
+        Sources gain ``#face=left,top,right,bottom``. A video keeps the largest face of each sampled frame
+        (split: one item per such frame). Raises :class:`NoFaceError` when nothing is left.
+        """
+        if isinstance(item, ImageItem):
+            faces = self.detect(item.image)
+            if not faces:
+                raise NoFaceError(f"{item.source}: no face found")
+            chosen = faces if split else faces[:1]
+            return [
+                ImageItem(
+                    source=f"{item.source}#face={','.join(map(str, f.box))}",
+                    image=f.chip,
+                    content_hash=item.content_hash if n == 0 else f"{item.content_hash}#face{n}",
+                )
+                for n, f in enumerate(chosen)
+            ]
+        if isinstance(item, VideoItem):
+            kept = [
+                (f[0].chip, t, h)
+                for f, t, h in zip(map(self.detect, item.frames), item.timestamps, item.frame_hashes)
+                if f
+            ]
+            if not kept:
+                raise NoFaceError(f"{item.source}: no face found in any sampled frame")
+            video = VideoItem(
                 source=item.source,
                 content_hash=item.content_hash,
                 frames=[c for c, _, _ in kept],
                 timestamps=[t for _, t, _ in kept],
                 frame_hashes=[h for _, _, h in kept],
             )
-        ]
-    raise ModalityError("the faces embedder has no text tower: store and query images only")
+            return super().prepare(video, split=split)
+        raise ModalityError("the faces embedder has no text tower: store and query images only")

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import InvalidInputError, NotFittedError
+from ..errors import InvalidInputError, NotFittedError
 
 Mode = Literal["exclusive", "multilabel"]
 HEAD_FORMAT = 1

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .embed import Embedder
-from .errors import ModalityError
+from ..embed import Embedder
+from ..errors import ModalityError
 
 IMAGE_TEMPLATES = ("a photo of a {}.", "a photo of the {}.", "an image of {}.", "{}")
 TEXT_TEMPLATES = ("{}", "this is about {}.", "a question about {}.")

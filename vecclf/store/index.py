@@ -17,7 +17,8 @@ import math
 import faiss
 import numpy as np
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
+from ..labels import sample_rows
 
 INDEX_KINDS = ("auto", "flat", "fp16", "sq8", "ivf")
 AUTO_IVF_THRESHOLD = 250_000
@@ -126,13 +127,6 @@ def merge_top_k(
     ids = np.where(repeat, -1, ids)
     best = np.argsort(-sims, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(sims, best, axis=1), np.take_along_axis(ids, best, axis=1)
-
-
-def sample_rows(n: int, m: int, seed: int) -> np.ndarray:
-    """Ascending positions of a seeded sample of ``m`` of ``n`` rows (all of them when ``n <= m``)."""
-    if n <= m:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, m, replace=False))
 
 
 def _sample(vectors: np.ndarray, n: int, seed: int) -> np.ndarray:

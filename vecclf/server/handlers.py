@@ -1,0 +1,113 @@
+"""What each route does, given its validated :class:`~vecclf.server.parsing.Call`.
+
+Handlers run model and store work in worker threads, off the event loop; query inputs are embedded
+through the app's micro-batchers, so concurrent requests share model calls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .. import __version__
+from ..classifier import ConceptClassifier
+from ..embed import Embedded
+from ..errors import NotFoundError
+from .batching import results_of
+from .parsing import Call
+
+PAGE = Path(__file__).resolve().parent.parent / "web" / "index.html"
+
+
+def _clf(request: Request) -> ConceptClassifier:
+    clf: ConceptClassifier = request.state.clf
+    return clf
+
+
+async def _embedded(request: Request, call: Call) -> list[Embedded]:
+    """The request's inputs embedded (``faces: all`` splits photos into faces), through the micro-batcher."""
+    split = call.values.get("faces") == "all"
+    return results_of(await request.state.batchers[split].submit(call.items))
+
+
+async def healthz(request: Request, call: Call) -> Response:
+    count = await run_in_threadpool(_clf(request).store.count)
+    return JSONResponse({"status": "ok", "version": __version__, "vectors": count})
+
+
+async def concepts(request: Request, call: Call) -> Response:
+    return JSONResponse({"concepts": await run_in_threadpool(_clf(request).concepts)})
+
+
+async def add_inputs(request: Request, call: Call) -> Response:
+    clf = _clf(request)
+    report = await run_in_threadpool(clf.add_items, call.items, call.values["concepts"], call.values["negatives"])
+    return JSONResponse(report.to_dict(), status_code=201)
+
+
+async def delete_input(request: Request, call: Call) -> Response:
+    removed = await run_in_threadpool(_clf(request).delete, [call.values["input_id"]])
+    return JSONResponse({"deleted": removed})
+
+
+async def predict(request: Request, call: Call) -> Response:
+    clf, v = _clf(request), call.values
+    if call.stored_id is not None:
+        preds = await run_in_threadpool(
+            clf.predict_stored, [call.stored_id], method=v["method"], k=v["k"], top=v["top"]
+        )
+    else:
+        embedded = await _embedded(request, call)
+        preds = await run_in_threadpool(clf.predict_embedded, embedded, method=v["method"], k=v["k"], top=v["top"])
+    return JSONResponse({"predictions": [p.to_dict() for p in preds]})
+
+
+async def search(request: Request, call: Call) -> Response:
+    clf, v = _clf(request), call.values
+    if call.stored_id is not None:
+        space, vec = await run_in_threadpool(clf.store.vector, call.stored_id)
+        hits = await run_in_threadpool(clf.search_vectors, space, vec[None, :], k=v["k"], concept=v["concept"])
+    else:
+        embedded = await _embedded(request, call)
+        hits = await run_in_threadpool(clf.search_embedded, embedded, k=v["k"], concept=v["concept"])
+    return JSONResponse({"results": [[h.to_dict() for h in row] for row in hits]})
+
+
+async def train(request: Request, call: Call) -> Response:
+    clf, v = _clf(request), call.values
+    summary = await run_in_threadpool(lambda: clf.train(mode=v["mode"], C=v["C"]))
+    return JSONResponse({"trained": summary})
+
+
+async def verify(request: Request, call: Call) -> Response:
+    embedded = await _embedded(request, call)
+    out = await run_in_threadpool(_clf(request).verify_embedded, embedded, concept=call.values["concept"])
+    return JSONResponse({"verifications": out})
+
+
+async def thumbnail(request: Request, call: Call) -> Response:
+    input_id = call.values["input_id"]
+    jpeg = await run_in_threadpool(_clf(request).store.thumbnail, input_id)
+    if jpeg is None:
+        raise NotFoundError(f"input {input_id} has no thumbnail (texts have none, or it does not exist)")
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+async def evaluation(request: Request, call: Call) -> Response:
+    report = await run_in_threadpool(_clf(request).latest_evaluation)
+    if report is None:
+        raise NotFoundError("no evaluation yet: POST /evaluate or run `vecclf eval`")
+    return JSONResponse(report)
+
+
+async def evaluate(request: Request, call: Call) -> Response:
+    clf, v = _clf(request), call.values
+    await run_in_threadpool(lambda: clf.evaluate(method=v["method"], folds=v["folds"]))
+    return JSONResponse(await run_in_threadpool(clf.latest_evaluation))
+
+
+async def page(request: Request, call: Call) -> Response:
+    return Response(PAGE.read_bytes(), media_type="text/html; charset=utf-8")

@@ -1,0 +1,151 @@
+"""Reading a request: a JSON body (depth-limited) or a multipart form, its declared fields validated, and its
+inputs (texts, a base64 image, uploaded files) decoded within the input limits."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from ..config import Limits, ServerLimits
+from ..errors import InvalidInputError, LimitExceededError
+from ..inputs import VIDEO_SUFFIXES, Item, decode_image, decode_video, make_text
+from .fields import Field
+
+INPUT_FIELDS = ("text", "texts", "image_base64", "file", "id")
+"""Fields that carry what a request is about rather than options."""
+
+
+@dataclass
+class Call:
+    """A validated request: option values by field name, decoded inputs, or a stored input's id."""
+
+    values: dict[str, Any]
+    items: list[Item]
+    stored_id: int | None = None
+
+
+def _depth(obj: Any) -> int:
+    depth, frontier = 0, [obj]
+    while frontier:
+        depth += 1
+        nxt: list[Any] = []
+        for o in frontier:
+            if isinstance(o, dict):
+                nxt += list(o.values())
+            elif isinstance(o, list):
+                nxt += o
+        frontier = nxt
+    return depth
+
+
+async def read_json(request: Request, limits: ServerLimits, *, required: bool) -> dict[str, Any]:
+    """The body as a JSON object (``{}`` when empty and not ``required``)."""
+    raw = await request.body()
+    if not raw:
+        if required:
+            raise InvalidInputError("empty request body; send a JSON object")
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidInputError("JSON nested too deeply") from exc
+    if not isinstance(body, dict):
+        raise InvalidInputError("the request body must be a JSON object")
+    if _depth(body) > limits.max_json_depth:
+        raise InvalidInputError(f"JSON nested deeper than {limits.max_json_depth} levels")
+    return body
+
+
+def _b64(value: str, limits: Limits) -> bytes:
+    if len(value) > limits.max_image_bytes * 4 // 3 + 4:
+        raise LimitExceededError("'image_base64' exceeds the image size limit")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInputError(f"'image_base64' is not valid base64: {exc}") from exc
+
+
+async def _upload_items(files: Sequence[UploadFile], limits: Limits) -> list[Item]:
+    """Decode uploaded images (in memory) and videos (through a temporary file)."""
+    items: list[Item] = []
+    for up in files:
+        name = Path(up.filename or "upload").name
+        data = await up.read()
+        if Path(name).suffix.lower() in VIDEO_SUFFIXES or (up.content_type or "").startswith("video/"):
+            if len(data) > limits.max_video_bytes:
+                raise LimitExceededError(f"{name}: video larger than {limits.max_video_bytes} bytes")
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / (name if Path(name).suffix else "upload.mp4")
+                path.write_bytes(data)
+                video = await run_in_threadpool(decode_video, path, limits=limits)
+            items.append(dataclasses.replace(video, source=name))
+        else:
+            items.append(await run_in_threadpool(decode_image, data, source=name, limits=limits))
+    return items
+
+
+async def read_call(
+    request: Request,
+    fields: Sequence[Field],
+    *,
+    limits: ServerLimits,
+    input_limits: Limits,
+    body_required: bool,
+    form_fields: Sequence[Field] | None = None,
+) -> Call:
+    """Validate a request against its endpoint's ``fields`` (JSON) or ``form_fields`` (multipart).
+
+    An endpoint with input fields needs at least one input; ``id`` (a stored input) excludes new inputs.
+    """
+    names = {f.name for f in fields}
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data") and form_fields is not None:
+        try:
+            async with request.form(max_files=limits.max_files, max_fields=256) as form:
+                files = [v for v in form.getlist("file") if isinstance(v, UploadFile)]
+                if not files:
+                    raise InvalidInputError("multipart requests need at least one 'file' field")
+                values = {f.name: f.read_form(form) for f in form_fields if f.name not in INPUT_FIELDS}
+                uploads = await _upload_items(files, input_limits)
+        except HTTPException as exc:
+            raise InvalidInputError(f"bad multipart body: {exc.detail}") from exc
+        return Call(values, uploads)
+    if ctype and not ctype.startswith("application/json"):
+        accepted = "application/json" + (" or multipart/form-data" if form_fields is not None else "")
+        raise InvalidInputError(f"unsupported content type {ctype!r}; send {accepted}")
+    body = await read_json(request, limits, required=body_required)
+    values = {f.name: f.read(body) for f in fields if f.name not in INPUT_FIELDS}
+    by_name = {f.name: f for f in fields}
+    items: list[Item] = []
+    texts: list[str] = []
+    if "text" in names and body.get("text") is not None:
+        texts.append(by_name["text"].read(body))
+    if "texts" in names:
+        texts += by_name["texts"].read(body) or []
+    for n, t in enumerate(texts):
+        items.append(make_text(t, source=f"<text {n}>", limits=input_limits))
+    if "image_base64" in names and body.get("image_base64") is not None:
+        data = _b64(by_name["image_base64"].read(body), input_limits)
+        items.append(await run_in_threadpool(decode_image, data, source="<image_base64>", limits=input_limits))
+    stored = by_name["id"].read(body) if "id" in names else None
+    if names & set(INPUT_FIELDS):
+        if not items and stored is None:
+            expected = "'text', 'texts', 'image_base64'" + (" or 'id'" if "id" in names else "")
+            raise InvalidInputError(f"give one of {expected} (or upload a 'file' as multipart)")
+        if stored is not None and items:
+            raise InvalidInputError("give either 'id' or new inputs, not both")
+    return Call(values, items, stored)

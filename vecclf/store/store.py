@@ -1,0 +1,592 @@
+"""The store facade: a DuckDB catalogue (the truth, vectors included) and FAISS indexes derived from it.
+
+:class:`Store` owns the locks and the order of every write: the DuckDB transaction first (which bumps
+the space's generation), then the in-memory FAISS index. Index files are saved on :meth:`Store.flush`
+/ ``close`` with their generation and checksum, so a stale, torn or missing file is rebuilt from
+DuckDB on the next open instead of answering wrongly. Beside the index it keeps what a prediction
+needs in memory (label views, input records), which is safe because one process is the only writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import (
+    ConflictError,
+    InvalidInputError,
+    ModelMismatchError,
+    NotFoundError,
+    ReadOnlyError,
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    StoreNotFoundError,
+)
+from ..labels import LabelView, check_concept_name, check_ids
+from . import index as kinds
+from . import schema
+from .catalogue import Catalogue
+from .locks import RWLock
+from .records import ConceptInfo, InputRecord, Marks, NewInput, new_records
+from .vectors import SpaceIndex, VectorReader
+
+DB_FILE = "store.duckdb"
+LOCK_FILE = "store.lock"
+RECORD_CACHE_SIZE = 20_000  # input records a store remembers (about 10 MB)
+
+
+def _identity_key(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _take_file_lock(path: Path) -> int:
+    lock_path = path / LOCK_FILE
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = lock_path.read_text(errors="replace").strip() or "unknown process"
+        os.close(fd)
+        raise StoreLockedError(
+            f"store {path} is open for writing by another process ({holder}); stop it or open this store read-only"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}".encode())
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _holder(root: Path) -> str:
+    lock = root / LOCK_FILE
+    return lock.read_text(errors="replace").strip() if lock.exists() else ""
+
+
+class Store:
+    """A vecclf store directory. Open with :meth:`create` or :meth:`open`; use as a context manager."""
+
+    def __init__(self, path: Path, catalogue: Catalogue, lock: RWLock, *, read_only: bool, lock_fd: int | None) -> None:
+        self.path = path
+        self.read_only = read_only
+        self._db = catalogue
+        self._lock = lock
+        self._lock_fd = lock_fd
+        self._load_lock = threading.Lock()
+        self._indexes: dict[str, SpaceIndex] = {}
+        self._dirty: set[str] = set()
+        self._views: dict[str, LabelView] = {}
+        # Recently read or added inputs: evidence lookups stay in memory. Adds only put new records here; any
+        # write that relabels or removes inputs empties it.
+        self._records: dict[int, InputRecord] = {}
+        self._closed = False
+        with catalogue.errors():
+            meta = catalogue.meta()
+        self.spec: dict[str, Any] = json.loads(meta["embedder_spec"])
+        self.identity: dict[str, Any] = json.loads(meta["embedder_identity"])
+        self.spaces: dict[str, int] = json.loads(meta["spaces"])
+        self.schema_version = int(meta["schema_version"])
+        self.index_kind: str = meta.get("index_kind", "auto")  # stores made before the choice existed: auto
+        self._model_key = _identity_key(self.identity)
+
+    # ----------------------------------------------------------------- open/close
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        spec: dict[str, Any],
+        identity: dict[str, Any],
+        spaces: dict[str, int],
+        index: str = "auto",
+    ) -> Store:
+        """Create a new store at ``path`` (an empty or missing directory) for one embedder.
+
+        ``index`` chooses the FAISS index kind (see :mod:`vecclf.store.index`); the vectors in DuckDB stay exact.
+        """
+        root = Path(path)
+        kinds.check_kind(index)
+        if (root / DB_FILE).exists():
+            raise ConflictError(f"a store already exists at {root}")
+        root.mkdir(parents=True, exist_ok=True)
+        fd = _take_file_lock(root)
+        try:
+            con = Catalogue.connect(root / DB_FILE, read_only=False, holder=lambda: _holder(root))
+            Catalogue.initialise(con, spec=spec, identity=identity, spaces=spaces, index=index)
+        except BaseException:
+            _unlock(fd)
+            raise
+        lock = RWLock()
+        return cls(root, Catalogue(root / DB_FILE, con, writing=lock.held_for_write), lock, read_only=False, lock_fd=fd)
+
+    @classmethod
+    def open(cls, path: str | Path, *, read_only: bool = False) -> Store:
+        """Open an existing store; read-write opens take the single-writer lock."""
+        root = Path(path)
+        db = root / DB_FILE
+        if not db.is_file():
+            raise StoreNotFoundError(f"no vecclf store at {root} (create one with `vecclf init`)")
+        fd = None if read_only else _take_file_lock(root)
+        try:
+            con = Catalogue.connect(db, read_only=read_only, holder=lambda: _holder(root))
+            lock = RWLock()
+            try:
+                store = cls(
+                    root, Catalogue(db, con, writing=lock.held_for_write), lock, read_only=read_only, lock_fd=fd
+                )
+            except (StoreError, KeyError, ValueError) as exc:
+                con.close()
+                raise StoreCorruptError(f"{db} is not a readable vecclf store: {exc}") from exc
+        except BaseException:
+            _unlock(fd)
+            raise
+        if store.schema_version > schema.SCHEMA_VERSION:
+            store.close()
+            raise StoreError(
+                f"{db} has schema version {store.schema_version}; this vecclf reads up to {schema.SCHEMA_VERSION}"
+            )
+        if store.schema_version < schema.SCHEMA_VERSION:
+            if read_only:
+                store.close()
+                raise StoreError(f"{db} has schema version {store.schema_version}; open it read-write once to migrate")
+            with store._mutating():
+                store._db.migrate(store.schema_version)
+            store.schema_version = schema.SCHEMA_VERSION
+        return store
+
+    def flush(self) -> None:
+        """Save every changed FAISS index atomically and record its generation and checksum."""
+        with self._write():
+            if self.read_only:
+                return
+            for space in sorted(self._dirty):
+                held = self._indexes[space]
+                if held.outgrown(self.index_kind):
+                    held = self._indexes[space] = self._build(space)
+                record = held.save(self._index_path(space))
+                self._db.set_meta(f"faiss:{space}", json.dumps({"generation": self._db.generation(space), **record}))
+            self._dirty.clear()
+
+    def close(self) -> None:
+        """Flush and release the database and the writer lock. Safe to call twice."""
+        with self._write():
+            if self._closed:
+                return
+            try:
+                self.flush()
+            finally:
+                self._closed = True
+                self._db.close()
+                _unlock(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def forget(self) -> None:
+        """Drop what is kept in memory (label views, input records, generations); the next reads go to disk."""
+        with self._write():
+            self._views.clear()
+            self._records = {}
+            self._db.forget()
+
+    # ----------------------------------------------------------------- locking
+    def reading(self) -> AbstractContextManager[None]:
+        """Hold a consistent view across several reads (writers wait until the block ends)."""
+        return self._read()
+
+    @contextmanager
+    def _read(self) -> Iterator[None]:
+        with self._lock.read(), self._db.errors():
+            if self._closed:
+                raise StoreError("store is closed")
+            yield
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        with self._lock.write(), self._db.errors():
+            yield
+
+    @contextmanager
+    def _mutating(self) -> Iterator[None]:
+        """Exclusive access for a change, refused at once on a read-only store."""
+        with self._write():
+            if self.read_only:
+                raise ReadOnlyError(f"store {self.path} is open read-only")
+            if self._closed:
+                raise StoreError("store is closed")
+            yield
+
+    # ----------------------------------------------------------------- indexes
+    def _index_path(self, space: str) -> Path:
+        return self.path / f"faiss-{space}.index"
+
+    def _check_space(self, space: str) -> int:
+        if space not in self.spaces:
+            raise InvalidInputError(f"space {space!r} not in this store (has {sorted(self.spaces)})")
+        return self.spaces[space]
+
+    def _reader(self, space: str) -> VectorReader:
+        dim = self.spaces[space]
+
+        def read(ids: Sequence[int] | None = None, after: int = 0) -> tuple[np.ndarray, np.ndarray]:
+            return self._db.vectors(space, dim, ids, after=after)
+
+        return read
+
+    def _index(self, space: str) -> SpaceIndex:
+        """The space's index: loaded if its file matches DuckDB, else rebuilt from DuckDB."""
+        held = self._indexes.get(space)
+        if held is not None:
+            return held
+        with self._load_lock:  # readers may race to load: one loads, the others reuse it
+            held = self._indexes.get(space)
+            if held is None:
+                dim = self._check_space(space)
+                raw = self._db.meta_value(f"faiss:{space}")
+                record = json.loads(raw) if raw else {}
+                if record.get("generation") == self._db.generation(space):
+                    count = self._db.vector_count(space)
+                    held = SpaceIndex.load(
+                        self._index_path(space), record, count=count, dim=dim, read=self._reader(space)
+                    )
+                if held is None:
+                    held = self._build(space)
+                self._indexes[space] = held
+            return held
+
+    def _build(self, space: str) -> SpaceIndex:
+        self._dirty.add(space)
+        return SpaceIndex.build(self.index_kind, self.spaces[space], self._reader(space))
+
+    # ----------------------------------------------------------------- writes
+    def add(self, items: Sequence[NewInput]) -> list[int]:
+        """Add inputs with their vectors and labels in one transaction; returns their new ids."""
+        if not items:
+            return []
+        with self._mutating():
+            marks_of = [self._checked(it, len(items)) for it in items]
+            by_space: dict[str, list[int]] = {}
+            for i, it in enumerate(items):
+                by_space.setdefault(it.space, []).append(i)
+            for space in by_space:
+                self._index(space)  # load before writing so the in-memory index stays in step
+            known = {c for space in by_space for c in self._views.get(space, LabelView.empty()).classes}
+            with self._db.transaction():
+                ids, created = self._db.insert(items, marks_of)
+                # concepts that become classes here but already had (negative) labels: views are rebuilt
+                positives = {n for marks in marks_of for n, pos in marks.items() if pos}
+                old = [self._db.concepts_by_name()[n] for n in positives - known - created]
+                earlier = bool(old) and self._db.labels_before(old, min(ids))
+                staged = []
+                for space, idx in by_space.items():
+                    vecs = np.stack([np.asarray(items[i].vector, dtype=np.float32) for i in idx])
+                    space_ids = np.array([ids[i] for i in idx], dtype=np.int64)
+                    self._db.insert_vectors(space, space_ids, vecs)
+                    staged.append((space, idx, space_ids, vecs))
+                before = {space: self._db.generation(space) for space in by_space}
+                self._db.bump(by_space)
+            for space, idx, space_ids, vecs in staged:
+                self._indexes[space].add(space_ids, vecs)
+                self._dirty.add(space)
+                view = self._views.pop(space, None)
+                if view is not None and view.generation == before[space] and not earlier:
+                    # extend the cached labels rather than re-read them all: adding a concept stays O(new)
+                    parents = [items[i].parent for i in idx]
+                    roots = np.array([ids[i] if p is None else ids[p] for i, p in zip(idx, parents)], np.int64)
+                    marks = {ids[i]: marks_of[i] for i in idx if marks_of[i]}
+                    self._views[space] = view.with_added(self._db.generation(space), space_ids, roots, marks)
+            if len(items) <= RECORD_CACHE_SIZE // 20:  # a small add is likely asked about next; a bulk load is not
+                self._remember(new_records(items, ids, marks_of))
+            return ids
+
+    def _checked(self, it: NewInput, n_items: int) -> Marks:
+        """Validate one new input; returns its labels with normalised names."""
+        dim = self._check_space(it.space)
+        vec = np.asarray(it.vector)
+        if vec.shape != (dim,):
+            raise ModelMismatchError(f"vector of shape {vec.shape} does not fit space {it.space!r} of dim {dim}")
+        if not np.all(np.isfinite(vec)):
+            raise InvalidInputError("vector contains NaN or Inf")
+        if it.parent is not None and not (0 <= it.parent < n_items):
+            raise InvalidInputError("frame parent index out of range")
+        positives = {check_concept_name(n) for n in it.concepts}
+        negatives = {check_concept_name(n) for n in it.negatives}
+        if positives & negatives:
+            raise InvalidInputError(f"concept(s) {sorted(positives & negatives)} given as both positive and negative")
+        return {**dict.fromkeys(sorted(negatives), False), **dict.fromkeys(sorted(positives), True)}
+
+    def delete(self, ids: Sequence[int]) -> list[int]:
+        """Delete inputs (a video takes its frames with it). All ids must exist; returns every id removed."""
+        wanted = sorted(set(check_ids(ids)))
+        if not wanted:
+            return []
+        with self._mutating():
+            present, rows = self._db.with_frames(wanted)
+            missing = [i for i in wanted if i not in present]
+            if missing:
+                raise NotFoundError(f"no input with id {', '.join(map(str, missing))}")
+            by_space: dict[str, list[int]] = {}
+            for i, space in rows:
+                by_space.setdefault(space, []).append(i)
+            for space in by_space:
+                self._index(space)
+            all_ids = [i for i, _ in rows]
+            with self._db.transaction():
+                self._db.delete(all_ids, by_space, self._model_key)
+                self._db.bump(by_space)
+            for space, space_ids in by_space.items():
+                self._indexes[space].remove(np.array(space_ids, dtype=np.int64))
+                self._dirty.add(space)
+                self._views.pop(space, None)
+            self._records = {}
+            return all_ids
+
+    def label(self, ids: Sequence[int], concept: str, *, positive: bool = True) -> None:
+        """Label existing inputs with a concept (created if new), replacing any earlier label for it."""
+        name = check_concept_name(concept)
+        ids = check_ids(ids)
+        with self._mutating():
+            spaces = self._db.spaces_of(ids)
+            missing = sorted(set(ids) - spaces.keys())
+            if missing:
+                raise NotFoundError(f"no input with id {', '.join(map(str, missing))}")
+            with self._db.transaction():
+                cid = self._db.concept_ids([name], create=True)[name]
+                self._db.set_labels(ids, cid, positive)
+                self._db.bump(set(spaces.values()))
+            self._relabelled()
+
+    def create_concepts(self, names: Sequence[str]) -> None:
+        """Create concepts (no labels yet); existing names are left as they are."""
+        clean = [check_concept_name(n) for n in names]
+        with self._mutating():
+            with self._db.transaction():
+                self._db.concept_ids(clean, create=True)
+                self._db.bump(self.spaces)
+
+    def rename_concept(self, old: str, new: str) -> None:
+        """Rename a concept; fails if ``new`` already exists."""
+        old_n, new_n = check_concept_name(old), check_concept_name(new)
+        with self._mutating():
+            cid = self._db.concept_ids([old_n], create=False)[old_n]
+            if old_n == new_n:
+                return
+            if new_n in self._db.concepts_by_name():
+                raise ConflictError(f"concept {new_n!r} already exists")
+            with self._db.transaction():
+                self._db.rename_concept(cid, new_n)
+                self._db.bump(self.spaces)
+            self._relabelled()
+
+    def delete_concept(self, name: str) -> int:
+        """Remove a concept and its labels (inputs stay); returns how many labels went."""
+        clean = check_concept_name(name)
+        with self._mutating():
+            cid = self._db.concept_ids([clean], create=False)[clean]
+            with self._db.transaction():
+                n = self._db.delete_concept(cid)
+                self._db.bump(self.spaces)
+            self._relabelled()
+            return n
+
+    def _relabelled(self) -> None:
+        self._views.clear()
+        self._records = {}
+
+    def save_head(self, space: str, generation: int, meta: str, arrays: dict[str, np.ndarray]) -> None:
+        """Persist a trained head for ``space`` (replacing the previous one)."""
+        with self._mutating():
+            self._check_space(space)
+            self._db.save_head(space, generation, meta, arrays)
+
+    # ----------------------------------------------------------------- reads
+    def concepts(self) -> list[ConceptInfo]:
+        """All concepts with their positive and negative label counts, by name."""
+        with self._read():
+            return self._db.concept_counts()
+
+    def get(self, ids: Sequence[int]) -> list[InputRecord]:
+        """Stored inputs by id, in the order asked; unknown ids raise :class:`NotFoundError`."""
+        ids = check_ids(ids)
+        if not ids:
+            return []
+        with self._read():
+            wanted = set(ids)
+            found = {i: r for i in wanted if (r := self._records.get(i)) is not None}
+            if len(found) < len(wanted):
+                fetched = self._db.records(sorted(wanted - found.keys()))
+                self._remember(fetched.values())
+                found.update(fetched)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise NotFoundError(f"no input with id {', '.join(map(str, missing))}")
+        return [found[i].copy() for i in ids]  # callers may change the lists without changing what is remembered
+
+    def _remember(self, records: Iterable[InputRecord]) -> None:
+        new = {r.id: r for r in records}
+        if len(self._records) + len(new) > RECORD_CACHE_SIZE:
+            self._records = {}  # a new dict, not clear(): readers may be looking things up in the old one
+        self._records.update(new)
+
+    def vector(self, input_id: int) -> tuple[str, np.ndarray]:
+        """``(space, vector)`` of one stored input, read back from the FAISS index."""
+        with self._read():  # one view: the input cannot be deleted between the lookup and the read-back
+            (rec,) = self.get([input_id])
+            return rec.space, self._index(rec.space).reconstruct(input_id)
+
+    def vectors(self, space: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` of a space, sorted by id (all of them, or those asked for that exist).
+
+        Exact float32 copies: from memory when an exact copy of every asked vector is held, else from DuckDB.
+        """
+        with self._read():
+            dim = self._check_space(space)
+            if ids is not None and space in self._indexes:
+                wanted = np.unique(np.asarray(ids, dtype=np.int64))
+                held = self._indexes[space].exact_copies(wanted)
+                if held is not None:
+                    return wanted, held
+            return self._db.vectors(space, dim, ids)
+
+    def stored_vectors(self, space: str, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`vectors`, always read from DuckDB (the truth the in-memory copies are checked against)."""
+        with self._read():
+            return self._db.vectors(space, self._check_space(space), ids)
+
+    def stored_label_view(self, space: str) -> LabelView:
+        """:meth:`label_view`, always read afresh from DuckDB (what in-place extended views must equal)."""
+        with self._read():
+            self._check_space(space)
+            return self._db.label_view(space)
+
+    def space_index(self, space: str) -> SpaceIndex:
+        """The space's FAISS index as held in memory (loaded or rebuilt on first use); for inspection."""
+        with self._read():
+            self._check_space(space)
+            return self._index(space)
+
+    def count(self, space: str | None = None) -> int:
+        """Number of stored vectors (in one space, or all)."""
+        with self._read():
+            spaces = [space] if space else list(self.spaces)
+            return sum(self._index(s).ntotal for s in spaces)
+
+    def concept_member_ids(self, space: str, concept: str) -> np.ndarray:
+        """Ids in ``space`` positively labelled with ``concept`` (frames through their video)."""
+        name = check_concept_name(concept)
+        with self._read():
+            self._db.concept_ids([name], create=False)
+            return self._db.member_ids(space, name)
+
+    def search(
+        self, space: str, queries: np.ndarray, k: int, *, restrict_to: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` inner-product neighbours; ``restrict_to`` filters ids *before* ranking.
+
+        Returns ``(similarities, ids)`` with FAISS's ``-1`` padding kept (callers strip it).
+        """
+        dim = self._check_space(space)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != dim:
+            raise InvalidInputError(f"query vectors must have shape (n, {dim}), got {q.shape}")
+        if k <= 0:
+            raise InvalidInputError(f"k must be positive, got {k}")
+        with self._read():
+            held = self._index(space)
+            if held.ntotal == 0:
+                return np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
+            k_eff = max(1, min(k, held.ntotal))
+            if restrict_to is None:
+                return held.search(q, k_eff)
+            subset = [int(i) for i in restrict_to]
+            return held.search_among(q, k_eff, np.asarray(subset, np.int64), lambda: self.vectors(space, subset))
+
+    def label_view(self, space: str) -> LabelView:
+        """Current labels of ``space`` as arrays (kept until the next write)."""
+        with self._read():
+            self._check_space(space)
+            view = self._views.get(space)
+            if view is not None and view.generation == self._db.generation(space):
+                return view
+            view = self._db.label_view(space)
+            self._views[space] = view
+            return view
+
+    def generation(self, space: str) -> int:
+        """The space's write counter (bumped by every add, delete, label or concept change)."""
+        with self._read():
+            self._check_space(space)
+            return self._db.generation(space)
+
+    def cached_vectors(self, space: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors already computed by this store's embedder for these content hashes.
+
+        Stored inputs are their own cache; a cache table keeps the vectors of deleted inputs.
+        """
+        if not hashes:
+            return {}
+        with self._read():
+            return self._db.cached_vectors(space, self._check_space(space), hashes, self._model_key)
+
+    def thumbnail(self, input_id: int) -> bytes | None:
+        """The stored JPEG thumbnail of an input, or None (texts have none)."""
+        (input_id,) = check_ids([input_id])
+        with self._read():
+            return self._db.thumbnail(input_id)
+
+    def head_generation(self, space: str) -> int | None:
+        """The generation the stored head of ``space`` was trained at, or None (no weights read)."""
+        with self._read():
+            return self._db.head_generation(space)
+
+    def load_head(self, space: str) -> tuple[int, str, dict[str, np.ndarray], str] | None:
+        """``(generation, meta JSON, arrays, trained_at)`` of the stored head, or None."""
+        with self._read():
+            return self._db.load_head(space)
+
+    def info(self) -> dict[str, Any]:
+        """A summary: path, embedder, schema version, counts per space and kind, concepts."""
+        with self._read():
+            kinds_count, n_concepts = self._db.counts()
+            spaces: dict[str, dict[str, Any]] = {}
+            for space, dim in self.spaces.items():
+                entry: dict[str, Any] = {
+                    "dim": dim,
+                    "vectors": self._db.vector_count(space),
+                    "generation": self._db.generation(space),
+                    "cached_vectors": self._db.cache_count(space),  # kept from deleted inputs
+                }
+                held = self._indexes.get(space)
+                if held is not None:
+                    entry["index"] = held.kind
+                    if held.untrained is not None:  # searched exactly beside the IVF cells until retrained
+                        entry["untrained_vectors"] = held.untrained
+                spaces[space] = entry
+        return {
+            "path": str(self.path.resolve()),
+            "schema_version": self.schema_version,
+            "embedder": self.identity,
+            "spaces": spaces,
+            "inputs": kinds_count,
+            "concepts": n_concepts,
+            "index_kind": self.index_kind,
+            "read_only": self.read_only,
+        }

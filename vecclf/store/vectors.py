@@ -1,0 +1,174 @@
+"""One space's FAISS index in memory: load (verified against DuckDB), search, add, remove, save, rebuild.
+
+An IVF index also keeps a *fresh tier*: the vectors added since its cells were trained, in a small
+exact index searched beside the cells (results merged). A brand-new concept unlike anything seen at
+training time scatters over cells a query does not probe; the fresh tier finds all of it at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from ..errors import StoreError
+from . import index as kinds
+
+VectorReader = Callable[..., tuple[np.ndarray, np.ndarray]]
+"""``read(ids=None, after=0) -> (ids, vectors)`` from the catalogue."""
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SpaceIndex:
+    """The FAISS index of one space (keyed by input id) and, for IVF, its fresh tier."""
+
+    def __init__(self, index: faiss.Index, dim: int, trained_through: int, fresh: faiss.Index | None) -> None:
+        self.index = index
+        self.dim = dim
+        self.trained_through = trained_through  # the last id the IVF cells were trained with
+        self.fresh = fresh
+
+    # ------------------------------------------------------------- making
+    @classmethod
+    def build(cls, kind: str, dim: int, read: VectorReader) -> SpaceIndex:
+        """A new index of ``kind`` from every stored vector (IVF cells trained afresh)."""
+        ids, vectors = read()
+        index = kinds.build(kind, dim, ids, vectors)
+        return cls._tracked(index, dim, int(ids[-1]) if len(ids) else 0, read)
+
+    @classmethod
+    def load(cls, path: Path, record: dict[str, Any], *, count: int, dim: int, read: VectorReader) -> SpaceIndex | None:
+        """The saved index if it matches the catalogue (``record``: generation checked by the caller,
+        count, checksum), else None: a stale, torn or missing file is rebuilt instead of answering wrongly."""
+        if record.get("ntotal") != count or not path.is_file():
+            return None
+        try:
+            if file_sha256(path) != record.get("sha256"):
+                return None
+            loaded = faiss.read_index(str(path))
+        except (RuntimeError, OSError):
+            return None
+        if loaded.ntotal != count or loaded.d != dim:
+            return None
+        return cls._tracked(loaded, dim, record.get("trained_through"), read)
+
+    @classmethod
+    def _tracked(cls, index: faiss.Index, dim: int, trained_through: int | None, read: VectorReader) -> SpaceIndex:
+        if kinds.kind_of(index) != "ivf":  # other kinds have no cells to miss new vectors
+            return cls(index, dim, trained_through or 0, None)
+        if trained_through is None:  # an IVF index saved before fresh vectors were tracked: all count as trained
+            ids, _ = read()
+            trained_through = int(ids[-1]) if len(ids) else 0
+        fresh = kinds.build("flat", dim, *read(after=trained_through))
+        return cls(index, dim, trained_through, fresh)
+
+    # ------------------------------------------------------------- reading
+    @property
+    def ntotal(self) -> int:
+        """Vectors held."""
+        return int(self.index.ntotal)
+
+    @property
+    def kind(self) -> str:
+        """The concrete index kind."""
+        return kinds.kind_of(self.index)
+
+    @property
+    def untrained(self) -> int | None:
+        """Vectors added since the IVF cells were trained (None for kinds without cells)."""
+        return None if self.fresh is None else int(self.fresh.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` over everything held (cells and fresh tier merged); FAISS's ``-1`` padding kept."""
+        sims, ids = kinds.search(self.index, queries, k)
+        if self.fresh is not None and self.fresh.ntotal:
+            found = kinds.search(self.fresh, queries, min(k, self.fresh.ntotal))
+            sims, ids = kinds.merge_top_k((sims, ids), found, k)
+        return sims, ids
+
+    def search_among(
+        self, queries: np.ndarray, k: int, subset: np.ndarray, exact: Callable[[], tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` among the ids ``subset`` only (filtered before ranking).
+
+        An approximate index may not visit the cells holding a small subset, so IVF ranks the subset's
+        vectors (``exact()``) exactly.
+        """
+        if self.kind == "ivf":
+            subset_ids, vectors = exact()
+            return kinds.exact_top_k(queries, vectors, subset_ids, k)
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(subset, dtype=np.int64)))  # type: ignore[call-arg]
+        return self.index.search(queries, k, params=params)
+
+    def reconstruct(self, input_id: int) -> np.ndarray:
+        """One stored vector (exact for flat and IVF; decoded for fp16 and sq8)."""
+        return np.asarray(self.index.reconstruct(int(input_id)), dtype=np.float32)
+
+    def exact_copies(self, wanted: np.ndarray) -> np.ndarray | None:
+        """The vectors of ``wanted`` (unique, ascending) from an exact copy in memory (a flat index or the
+        fresh tier) when every one of them is there, else None."""
+        for index in (self.fresh, self.index):
+            if index is not None and len(wanted) and kinds.kind_of(index) == "flat":
+                try:
+                    return np.asarray(index.reconstruct_batch(wanted), dtype=np.float32)
+                except RuntimeError:  # an id it does not hold
+                    continue
+        return None
+
+    # ------------------------------------------------------------- writing
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Hold new vectors (new vectors go to their nearest IVF cell and to the fresh tier)."""
+        self.index.add_with_ids(vectors, ids)
+        if self.fresh is not None:
+            self.fresh.add_with_ids(vectors, ids)
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Drop vectors."""
+        for index in (self.index, self.fresh):
+            if index is not None:
+                index.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]
+
+    def outgrown(self, kind: str) -> bool:
+        """Whether the next save should rebuild: the count crossed a kind's threshold (auto: flat -> IVF;
+        sq8 and IVF need enough vectors to train), or too much was added since the IVF cells were trained."""
+        fresh_full = self.fresh is not None and self.fresh.ntotal > kinds.FRESH_MAX
+        return kinds.resolve(kind, self.ntotal) != self.kind or fresh_full
+
+    def save(self, path: Path) -> dict[str, Any]:
+        """Write the index atomically (temp file, fsync, rename); returns its record (without generation)."""
+        tmp = path.with_suffix(".tmp")
+        try:
+            faiss.write_index(self.index, str(tmp))
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:  # faiss reports a failed write (e.g. disk full) as RuntimeError
+            tmp.unlink(missing_ok=True)
+            raise StoreError(
+                f"could not save the index {path}: {exc}. Nothing stored is lost: the database holds "
+                "every vector and the index is rebuilt from it when the store is next opened"
+            ) from exc
+        fsync_dir(path.parent)
+        return {"sha256": file_sha256(path), "ntotal": self.ntotal, "trained_through": self.trained_through}
