@@ -6,9 +6,13 @@ import csv
 import json
 import os
 import platform
+import socket
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ CACHE = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict[str, Any]:
-    """Where the numbers came from."""
+    """Where the numbers came from (with the load average when this is called, i.e. at the end)."""
     import torch
 
     return {
@@ -27,7 +31,65 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": time.strftime("%Y-%m-%d"),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages, for the start of a run."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def spread(times: list[float]) -> dict[str, Any]:
+    """Median and min-max of repeated timings (seconds)."""
+    return {
+        "median_s": round(statistics.median(times), 4),
+        "min_s": round(min(times), 4),
+        "max_s": round(max(times), 4),
+        "runs": len(times),
+    }
+
+
+def interleaved(sides: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
+    """Wall times of each side over ``rounds`` rounds, run in turn (ours, peer, ours, peer...) so that
+    a change in the machine's load falls on both sides alike."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, fn in sides.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+@contextmanager
+def serving(store: Path, *args: str) -> Iterator[str]:
+    """`vecclf serve` over ``store`` in its own process on a free loopback port; yields its URL."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "VECCLF_STORE": str(store)}
+    env.pop("VECCLF_TOKEN", None)
+    cmd = [sys.executable, "-m", "vecclf.cli", "serve", "--port", str(port), *args]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("server did not start") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def timed(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:

@@ -71,7 +71,7 @@ def open_set(d: dict[str, np.ndarray], held_out: int = 10, seed: int = 0) -> dic
     rows = []
     for q in (0.0, 0.01, 0.05, 0.1, 0.2):
         model = KNNClassifier(k=10, unknown_quantile=q).fit(d["Xtr"][keep], d["ytr"][keep])
-        pred = model.predict(d["Xte"])
+        pred = model.predict_open(d["Xte"])
         rows.append(
             {
                 "unknown_quantile": q,

@@ -97,7 +97,7 @@ def protocol(X: np.ndarray, y: np.ndarray, shots: int, seeds: int) -> dict[str, 
         open_knn = KNNClassifier(k=10, unknown_quantile=0.01).fit(Xe[keep], ye[keep])
         inside = np.isin(y[query], known) & ok_q
         outside = ~np.isin(y[query], known) & ok_q
-        answer = open_knn.predict(np.nan_to_num(X[query], nan=1.0))
+        answer = open_knn.predict_open(np.nan_to_num(X[query], nan=1.0))
         rows.setdefault("open_set_known_accuracy", []).append(float(np.mean(answer[inside] == y[query][inside])))
         rows.setdefault("open_set_unknown_recall", []).append(float(np.mean(answer[outside] == UNKNOWN)))
     return {k: round(float(np.median(v)), 4) for k, v in rows.items()} | {"splits": seeds}

@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from _data import SHARED, emit
+from _data import SHARED, emit, serving
 
 from vecclf.classifier import ConceptClassifier
 
@@ -96,35 +92,11 @@ async def _load(url: str, bodies: list[dict[str, Any]], concurrency: int) -> dic
 
 
 def over_http(path: Path, queries: list[str], ids: list[int], n: int, concurrency: int) -> dict[str, Any]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "VECCLF_STORE": str(path)}
-    env.pop("VECCLF_TOKEN", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vecclf.cli", "serve", "--port", str(port), "--read-only"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.3)
+    with serving(path, "--read-only") as url:
         return {
             "text": asyncio.run(_load(url, [{"text": queries[i % len(queries)]} for i in range(n)], concurrency)),
             "stored_id": asyncio.run(_load(url, [{"id": ids[i % len(ids)]} for i in range(n)], concurrency)),
         }
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def main() -> None:

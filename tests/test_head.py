@@ -9,8 +9,8 @@ import pytest
 from conftest import solid_image
 
 from vecclf.classifier import ConceptClassifier
-from vecclf.classify.estimators import KNNClassifier
-from vecclf.classify.head import LogisticHead
+from vecclf.classify.estimators import KNNClassifier, LogisticHead
+from vecclf.classify.head import HeadWeights
 from vecclf.errors import InvalidInputError, ModalityError, NotFittedError
 from vecclf.evaluate import evaluate_arrays, roc_auc
 
@@ -69,10 +69,11 @@ def test_multilabel_head_uses_negatives() -> None:
 def test_head_state_round_trip_without_pickle() -> None:
     X, y = _blobs(3)
     head = LogisticHead().fit(X, y)
-    meta, arrays = head.to_state()
+    meta, arrays = head.weights_.to_state()
     assert json.loads(meta)["classes"] == sorted(set(y))
-    again = LogisticHead.from_state(meta, arrays)
+    again = LogisticHead.from_weights(HeadWeights.from_state(meta, arrays))
     assert np.allclose(again.predict_proba(X), head.predict_proba(X))
+    assert list(again.predict(X)) == list(head.predict(X))
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device on this machine")
@@ -99,7 +100,7 @@ def test_train_persist_and_stale(clf) -> None:
     clf.close()
     with ConceptClassifier.open(path) as again:  # persisted in DuckDB, reloaded
         head, fresh = again.head("joint")
-        assert fresh and list(head.classes_) == ["blue", "green", "red"]
+        assert fresh and list(head.classes) == ["blue", "green", "red"]
         again.add([solid_image((240, 240, 20), seed=s) for s in range(4)], ["yellow"])
         head, fresh = again.head("joint")
         assert not fresh  # trained before "yellow" existed

@@ -63,9 +63,10 @@ def test_estimator_conventions() -> None:
     assert acc > 0.8
     with pytest.raises(InvalidInputError):
         model.predict(X[:, :3])
-    for bad in (np.full((1, 8), np.nan), np.zeros((1, 8)), np.zeros((0, 8))):
+    for bad in (np.full((1, 8), np.nan), np.zeros((0, 8)), np.zeros((1, 3, 8))):
         with pytest.raises(InvalidInputError):
             model.predict(bad)
+    assert model.predict(np.zeros((1, 8)))[0] in model.classes_  # similar to nothing, yet an answer
     with pytest.raises(InvalidInputError):
         KNNClassifier(k=0).fit(X, y)
 
@@ -116,10 +117,11 @@ def test_open_set_rejects_far_inputs() -> None:
     far = (np.eye(d)[10] * 5 + rng.normal(size=(20, d)) * 0.5).astype(np.float32)
     near = np.concatenate([c + rng.normal(size=(10, d)) * 0.5 for c in centres]).astype(np.float32)
     model = KNNClassifier(k=5, unknown_quantile=0.05).fit(X, y)
-    assert np.mean(model.predict(far) == UNKNOWN) > 0.9
-    assert np.mean(model.predict(near) == np.repeat(["a", "b", "c"], 10)) > 0.85
-    plain = KNNClassifier(k=5).fit(X, y)
-    assert UNKNOWN not in set(plain.predict(far))
+    assert np.mean(model.predict_open(far) == UNKNOWN) > 0.9
+    assert np.mean(model.predict_open(near) == np.repeat(["a", "b", "c"], 10)) > 0.85
+    assert UNKNOWN not in set(model.predict(far))  # predict stays within classes_
+    plain = KNNClassifier(k=5, unknown_quantile=0.0).fit(X, y)
+    assert UNKNOWN not in set(plain.predict_open(far))
 
 
 def test_thresholds_fall_back_for_small_classes() -> None:

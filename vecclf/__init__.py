@@ -1,44 +1,84 @@
-"""vecclf: classify images, videos and texts by embedding them once into a local vector store."""
+"""vecclf: classify images, videos and texts by embedding them once into a local vector store.
+
+The names below are the public API (``dir(vecclf)`` lists them); they load on first use, so that
+``import vecclf`` and ``vecclf --help`` stay instant.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-from .errors import NotFittedError, VecclfError
+from .config import VERSION as __version__
+from .errors import VecclfError
 
 if TYPE_CHECKING:
-    from .classifier import ConceptClassifier
-    from .classify.estimators import KNNClassifier
-    from .classify.head import LogisticHead
-    from .embed import load_embedder
-    from .store import Store
+    from .classifier import AddReport, ConceptClassifier, Hit, Prediction, import_path
+    from .classify.estimators import KNNClassifier, LogisticHead
+    from .config import Limits, ServerLimits
+    from .embed import embed_items, load_embedder
+    from .errors import NotFittedError
+    from .inputs import Failure, ImageItem, TextItem, VideoItem
+    from .server import create_app
+    from .store import InputRecord, NewInput, Store
+
+_LAZY = {
+    "AddReport": ".classifier",
+    "ConceptClassifier": ".classifier",
+    "Hit": ".classifier",
+    "Prediction": ".classifier",
+    "import_path": ".classifier",
+    "KNNClassifier": ".classify.estimators",
+    "LogisticHead": ".classify.estimators",
+    "Limits": ".config",
+    "ServerLimits": ".config",
+    "embed_items": ".embed",
+    "load_embedder": ".embed",
+    "NotFittedError": ".errors",
+    "Failure": ".inputs",
+    "ImageItem": ".inputs",
+    "TextItem": ".inputs",
+    "VideoItem": ".inputs",
+    "create_app": ".server",
+    "InputRecord": ".store",
+    "NewInput": ".store",
+    "Store": ".store",
+}
 
 __all__ = [
+    "AddReport",
     "ConceptClassifier",
+    "Failure",
+    "Hit",
+    "ImageItem",
+    "InputRecord",
     "KNNClassifier",
+    "Limits",
     "LogisticHead",
+    "NewInput",
     "NotFittedError",
+    "Prediction",
+    "ServerLimits",
     "Store",
+    "TextItem",
     "VecclfError",
+    "VideoItem",
     "__version__",
+    "create_app",
+    "embed_items",
+    "import_path",
     "load_embedder",
 ]
 
-_LAZY = {
-    "ConceptClassifier": ".classifier",
-    "KNNClassifier": ".classify.estimators",
-    "LogisticHead": ".classify.head",
-    "Store": ".store",
-    "load_embedder": ".embed",
-}
-
 
 def __getattr__(name: str) -> Any:
-    # Heavy modules (torch, faiss, duckdb) load on first use so `vecclf --help` stays instant.
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'vecclf' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

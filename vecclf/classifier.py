@@ -9,66 +9,26 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
-from .classify.head import LogisticHead
+from .classify.head import HeadWeights
 from .classify.openset import Calibration
-from .classify.predictor import Prediction, Predictor
+from .classify.predictor import Hit, Prediction, Predictor
 from .classify.training import train_heads, training_data
 from .config import DEFAULT_K, DEFAULT_TOP, DEFAULT_UNKNOWN_QUANTILE, METHODS, Limits
-from .embed import DEFAULT_MODEL, Embedded, Embedder, Progress, embed_items, load_embedder, parse_model
+from .embed import DEFAULT_MODEL, Embedded, Embedder, Progress, load_embedder, parse_model
 from .errors import InvalidInputError, ModelMismatchError
 from .evaluate import REPORT_FILE, evaluate_arrays, write_report
 from .ingest import AddReport, Ingest
 from .inputs import Failure, Item, MediaLike, decode_media, decode_texts
+from .queries import Query, answers, as_queries, per_space, strict
 from .store import Store
 
-__all__ = ["AddReport", "ConceptClassifier", "Hit", "Prediction"]
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A search result."""
-
-    id: int
-    similarity: float
-    kind: str
-    source: str | None
-    text: str | None
-    parent_id: int | None
-    timestamp_s: float | None
-    concepts: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return dict(self.__dict__)
-
-
-Query = tuple[str, str, np.ndarray]
-"""``(source, space, vector)`` of one query."""
-T = TypeVar("T")
-
-
-def per_space(queries: Sequence[Query], answer: Callable[[str, np.ndarray, list[str]], list[T]]) -> list[T]:
-    """``answer(space, vectors, sources)`` once per space over the queries in it; answers in query order."""
-    groups: dict[str, list[int]] = {}
-    for n, (_, space, _) in enumerate(queries):
-        groups.setdefault(space, []).append(n)
-    out: dict[int, T] = {}
-    for space, where in groups.items():
-        got = answer(space, np.stack([queries[n][2] for n in where]), [queries[n][0] for n in where])
-        out.update(zip(where, got))
-    return [out[n] for n in range(len(queries))]
-
-
-def as_queries(embedded: Sequence[Embedded]) -> list[Query]:
-    """Embedded items as queries."""
-    return [(e.item.source, e.space, e.vector) for e in embedded]
+__all__ = ["AddReport", "ConceptClassifier", "Hit", "Prediction", "import_path"]
 
 
 class ConceptClassifier:
@@ -226,33 +186,16 @@ class ConceptClassifier:
         )
 
     # ------------------------------------------------------------------ querying
-    def query_items(self, media: Sequence[MediaLike] = (), texts: Sequence[str] = ()) -> list[Item]:
-        """Decode query inputs; the first that cannot be read raises its error."""
+    def _decoded(self, media: Sequence[MediaLike], texts: Sequence[str]) -> Iterator[Item | Failure]:
         draft = getattr(self.embedder, "input_size", None)
-        decoded = [*decode_media(media, limits=self.limits, draft=draft)]
-        decoded += decode_texts(((f"<text {n}>", t) for n, t in enumerate(texts)), limits=self.limits)
-        for it in decoded:
-            if isinstance(it, Failure):
-                raise it.error if it.error is not None else InvalidInputError(f"{it.source}: {it.reason}")
-        if not decoded:
-            raise InvalidInputError("nothing to query: give at least one image, video or text")
-        return [it for it in decoded if not isinstance(it, Failure)]
+        yield from decode_media(media, limits=self.limits, draft=draft)
+        yield from decode_texts(((f"<text {n}>", t) for n, t in enumerate(texts)), limits=self.limits)
 
     def embed(
         self, media: Sequence[MediaLike] = (), texts: Sequence[str] = (), *, split: bool = False
     ) -> list[Embedded]:
         """Embed inputs with the store's model, without storing them (a video is pooled over its frames)."""
-        return self.embed_queries(self.query_items(media, texts), split=split)
-
-    def embed_queries(self, items: Sequence[Item], *, split: bool = False) -> list[Embedded]:
-        """Embed decoded queries in one batch (``split``: one query per face or video frame).
-
-        The first input that cannot be embedded raises its error.
-        """
-        done = embed_items(self.embedder, items, split=split)
-        for failure in done.failures:
-            raise failure.error if failure.error is not None else InvalidInputError(failure.reason)
-        return done.embedded
+        return strict(answers(self.embedder, self._decoded(media, texts), split, lambda embedded: list(embedded)))
 
     def predict(
         self,
@@ -269,24 +212,27 @@ class ConceptClassifier:
         ``method``: ``knn`` (vote of stored neighbours), ``head`` (trained logistic head),
         ``zeroshot`` (concept names through the text tower, blended with any examples), or
         ``auto``: a fresh head if one exists, else k-NN, else zero-shot when the store has
-        concepts but no examples at all.
+        concepts but no examples at all. The first input that cannot be read raises its error.
         """
-        if method not in METHODS:
-            raise InvalidInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-        items = self.query_items(media, texts)
-        return self.predict_embedded(self.embed_queries(items, split=split), method=method, k=k, top=top)
+        stream = self.predict_stream(self._decoded(media, texts), method=method, k=k, top=top, split=split)
+        return strict(stream)
 
-    def predict_items(
+    def predict_stream(
         self,
-        items: Sequence[Item],
+        inputs: Iterable[Item | Failure],
         *,
         method: str = "auto",
         k: int | None = None,
         top: int = DEFAULT_TOP,
         split: bool = False,
-    ) -> list[Prediction]:
-        """:meth:`predict` for decoded items."""
-        return self.predict_embedded(self.embed_queries(items, split=split), method=method, k=k, top=top)
+    ) -> Iterator[Prediction | Failure]:
+        """:meth:`predict` over decoded inputs as they come (any number: they are embedded and answered in
+        chunks); an input that cannot be embedded yields its :class:`~vecclf.inputs.Failure` in its place."""
+        if method not in METHODS:
+            raise InvalidInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        return answers(
+            self.embedder, inputs, split, lambda embedded: self.predict_embedded(embedded, method=method, k=k, top=top)
+        )
 
     def predict_embedded(
         self, embedded: Sequence[Embedded], *, method: str = "auto", k: int | None = None, top: int = DEFAULT_TOP
@@ -337,11 +283,10 @@ class ConceptClassifier:
         best separates same-concept from other-concept scores. With one concept and fewer
         than two examples there is nothing to learn from, and the answer is not verified.
         """
-        return self.verify_items(self.query_items(media, texts), concept=concept, split=split)
-
-    def verify_items(self, items: Sequence[Item], *, concept: str, split: bool = False) -> list[dict[str, Any]]:
-        """:meth:`verify` for decoded items."""
-        return self.verify_embedded(self.embed_queries(items, split=split), concept=concept)
+        stream = answers(
+            self.embedder, self._decoded(media, texts), split, lambda e: self.verify_embedded(e, concept=concept)
+        )
+        return strict(stream)
 
     def verify_embedded(self, embedded: Sequence[Embedded], *, concept: str) -> list[dict[str, Any]]:
         """:meth:`verify` for embedded queries."""
@@ -370,8 +315,12 @@ class ConceptClassifier:
         """Most similar stored inputs per query; ``concept`` restricts candidates before ranking."""
         if k <= 0:
             raise InvalidInputError(f"k must be positive, got {k}")
-        embedded = self.embed_queries(self.query_items(media, texts), split=split)
-        return self.search_embedded(embedded, k=k, concept=concept)
+
+        def answer(embedded: list[Embedded]) -> list[list[Hit]]:
+            return self.search_embedded(embedded, k=k, concept=concept)
+
+        stream = answers(self.embedder, self._decoded(media, texts), split, answer)
+        return strict(stream)
 
     def search_embedded(
         self, embedded: Sequence[Embedded], *, k: int = DEFAULT_K, concept: str | None = None
@@ -386,25 +335,10 @@ class ConceptClassifier:
         self, space: str, vectors: np.ndarray, *, k: int = DEFAULT_K, concept: str | None = None
     ) -> list[list[Hit]]:
         """Search with already-embedded queries (one consistent view of the store)."""
-        with self.store.reading():
-            self.predictor.check_queryable(space)
-            restrict = self.store.concept_member_ids(space, concept) if concept is not None else None
-            if restrict is not None and len(restrict) == 0:
-                return [[] for _ in range(len(vectors))]
-            sims, ids = self.store.search(space, vectors, k, restrict_to=restrict)
-            keep = [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_s, row_i in zip(sims, ids)]
-            records = {r.id: r for r in self.store.get(sorted({i for row in keep for i, _ in row}))}
-        return [
-            [
-                Hit(r.id, round(s, 6), r.kind, r.source, r.text, r.parent_id, r.timestamp_s, r.concepts)
-                for i, s in row
-                for r in (records[i],)
-            ]
-            for row in keep
-        ]
+        return self.predictor.search(space, vectors, k=k, concept=concept)
 
     # ------------------------------------------------------------------ heads and evaluation
-    def head(self, space: str) -> tuple[LogisticHead, bool] | None:
+    def head(self, space: str) -> tuple[HeadWeights, bool] | None:
         """The stored head for ``space`` and whether it is fresh (trained at the current generation)."""
         return self.predictor.head(space)
 
@@ -491,3 +425,24 @@ class ConceptClassifier:
     def info(self) -> dict[str, Any]:
         """Store summary."""
         return self.store.info()
+
+
+def import_path(
+    store: str | Path,
+    source: str | Path,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    limit_per_concept: int | None = None,
+    progress: Progress | None = None,
+) -> AddReport:
+    """Import a folder (one subfolder per concept) or a CSV/JSONL table into the store at ``store``, as
+    ``vecclf import`` does: the store is opened for writing, filled and closed (its index saved)."""
+    with ConceptClassifier.open(store) as clf:
+        return clf.import_path(
+            source,
+            text_column=text_column,
+            label_column=label_column,
+            limit_per_concept=limit_per_concept,
+            progress=progress,
+        )

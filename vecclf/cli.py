@@ -13,8 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import default_store_path
+from .config import VERSION, default_store_path
 from .errors import InvalidInputError, VecclfError
 
 
@@ -256,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--store", type=Path, default=default_store_path(), help="store directory (env VECCLF_STORE)")
     common.add_argument("--json", action="store_true", help="print one JSON document")
     parser = argparse.ArgumentParser(prog="vecclf", description="Embedding classifier with k-NN over a local store.")
-    parser.add_argument("--version", action="version", version=f"vecclf {__version__}")
+    parser.add_argument("--version", action="version", version=f"vecclf {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("init", parents=[common], help="create a store")

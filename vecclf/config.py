@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+VERSION = "0.1.0"
 DEFAULT_STORE = Path("index_data")
 
 # Classification defaults, defined once for the Python API, the CLI and the HTTP API.

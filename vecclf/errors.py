@@ -90,8 +90,19 @@ class ModelLoadError(VecclfError):
     http_status = 503
 
 
-class NotFittedError(VecclfError, ValueError, AttributeError):
-    """An estimator was used before ``fit`` (scikit-learn convention)."""
+def __getattr__(name: str) -> type:
+    # NotFittedError is scikit-learn's too; made on first use so that importing vecclf's errors
+    # does not import scikit-learn (a second on start-up) where no estimator is used.
+    if name == "NotFittedError":
+        from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+        class NotFittedError(VecclfError, SklearnNotFittedError):
+            """An estimator or head was used before it was fitted (also scikit-learn's ``NotFittedError``)."""
+
+        NotFittedError.__module__, NotFittedError.__qualname__ = __name__, "NotFittedError"
+        globals()["NotFittedError"] = NotFittedError
+        return NotFittedError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -102,7 +113,6 @@ __all__ = [
     "ModelLoadError",
     "ModelMismatchError",
     "NoFaceError",
-    "NotFittedError",
     "NotFoundError",
     "ReadOnlyError",
     "StoreCorruptError",

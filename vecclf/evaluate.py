@@ -14,7 +14,8 @@ import faiss
 import numpy as np
 
 from .classify import knn, openset
-from .classify.head import LogisticHead
+from .classify.head import fit_head
+from .config import DEFAULT_C
 from .errors import InvalidInputError
 from .labels import LabelView
 
@@ -135,22 +136,20 @@ def stratified_folds(y: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
 
 
 def kfold_head(
-    X: np.ndarray, y: np.ndarray, classes: list[str], *, folds: int = 5, C: float = 10.0, seed: int = 0
+    X: np.ndarray, y: np.ndarray, classes: list[str], *, folds: int = 5, C: float = DEFAULT_C, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold exclusive-head probabilities and predictions."""
     if folds < 2:
         raise InvalidInputError("folds must be at least 2")
     fold = stratified_folds(y, folds, seed)
     scores = np.zeros((len(X), len(classes)))
-    names = np.array(classes, dtype=object)
     for f in range(folds):
         test = fold == f
         if not test.any():
             continue
-        head = LogisticHead("exclusive", C=C).fit(X[~test], names[y[~test]])
-        proba = head.predict_proba(X[test])
-        cols = np.array([classes.index(str(c)) for c in head.classes_], dtype=np.int64)
-        scores[np.ix_(np.flatnonzero(test), cols)] = proba
+        present, target = np.unique(y[~test], return_inverse=True)  # a fold may lack a small class
+        head = fit_head(X[~test], target, [classes[c] for c in present], mode="exclusive", C=C)
+        scores[np.ix_(np.flatnonzero(test), present)] = head.predict_proba(X[test])
     return scores, np.argmax(scores, axis=1)
 
 

@@ -1,4 +1,5 @@
-"""A batch of query vectors in, answers out: one search, one head call and one vectorised vote per batch.
+"""A batch of query vectors in, answers out: one search, one head call and one vectorised vote per batch;
+likewise verifications and similarity searches.
 
 :class:`Predictor` reads a :class:`~vecclf.store.Store` under one consistent view per batch and keeps
 what answers are computed from — open-set thresholds, verification calibrations, loaded heads — per
@@ -15,11 +16,11 @@ import numpy as np
 
 from ..config import DEFAULT_K, DEFAULT_TOP, DEFAULT_UNKNOWN_QUANTILE, METHODS
 from ..embed import Embedder
-from ..errors import InvalidInputError, ModalityError, NotFittedError
+from ..errors import InvalidInputError, ModalityError
 from ..labels import UNKNOWN, LabelView, check_concept_name, locate, sample_rows
-from ..store import Store
+from ..store import SpaceState, Store
 from . import knn, openset, zeroshot
-from .head import LogisticHead
+from .head import HeadWeights
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,24 @@ class Prediction:
     method: str
     scores: dict[str, float]
     neighbours: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A search result."""
+
+    id: int
+    similarity: float
+    kind: str
+    source: str | None
+    text: str | None
+    parent_id: int | None
+    timestamp_s: float | None
+    concepts: list[str]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -72,16 +91,16 @@ class Predictor:
         self._embedder = embedder
         self._thresholds: dict[str, _Thresholds] = {}
         self._calibrations: dict[str, tuple[int, openset.Calibration]] = {}
-        self._heads: dict[str, tuple[int, LogisticHead]] = {}
+        self._heads: dict[str, tuple[int, HeadWeights]] = {}
 
     # ------------------------------------------------------------------ what answers are computed from
-    def thresholds(self, space: str) -> dict[str, float]:
-        """Open-set thresholds of each concept in ``space``.
+    def thresholds(self, space: str, view: LabelView | None = None) -> dict[str, float]:
+        """Open-set thresholds of each concept in ``space`` (``view``: its current labels, when known).
 
         After a write only the concepts it touched are recomputed (the label view says which),
         so a new concept in a large store reads just its own examples.
         """
-        view = self.store.label_view(space)
+        view = view if view is not None else self.store.label_view(space)
         cached = self._thresholds.get(space)
         if cached is not None and (cached.generation, cached.quantile) == (view.generation, self.unknown_quantile):
             return cached.values
@@ -117,9 +136,12 @@ class Predictor:
         self._calibrations[space] = (view.generation, result)
         return result
 
-    def head(self, space: str) -> tuple[LogisticHead, bool] | None:
+    def head(self, space: str) -> tuple[HeadWeights, bool] | None:
         """The stored head for ``space`` and whether it is fresh (trained at the current generation)."""
-        gen = self.store.head_generation(space)
+        return self._head(self.store.state(space))
+
+    def _head(self, state: SpaceState) -> tuple[HeadWeights, bool] | None:
+        space, gen = state.space, state.head_generation
         if gen is None:
             return None
         cached = self._heads.get(space)
@@ -128,17 +150,17 @@ class Predictor:
             if stored is None:  # deleted meanwhile
                 return None
             gen, meta, arrays, _ = stored
-            cached = (gen, LogisticHead.from_state(meta, arrays))
+            cached = (gen, HeadWeights.from_state(meta, arrays))
             self._heads[space] = cached
-        return cached[1], gen == self.store.generation(space)
+        return cached[1], cached[0] == state.generation
 
-    def remember_head(self, space: str, generation: int, head: LogisticHead) -> None:
+    def remember_head(self, space: str, generation: int, head: HeadWeights) -> None:
         """Keep a just-trained head (saved by the caller) without reading it back."""
         self._heads[space] = (generation, head)
 
-    def check_queryable(self, space: str) -> None:
+    def check_queryable(self, space: str, count: int | None = None) -> None:
         """Refuse a query into a space that holds nothing while another space has examples (no cross-modal)."""
-        if self.store.count(space) == 0:
+        if (self.store.count(space) if count is None else count) == 0:
             other = [s for s in self.store.spaces if s != space and self.store.count(s) > 0]
             if other:
                 raise ModalityError(
@@ -148,16 +170,16 @@ class Predictor:
                 )
 
     # ------------------------------------------------------------------ predicting
-    def _choose(self, space: str, method: str, head: tuple[LogisticHead, bool] | None) -> str:
+    def _choose(self, state: SpaceState, method: str, head: tuple[HeadWeights, bool] | None) -> str:
         if method != "auto":
             return method
         if head is not None and head[1]:
             return "head"
-        if self.store.label_view(space).classes:
+        if state.view.classes:
             return "knn"
         no_examples = all(not self.store.label_view(sp).classes for sp in self.store.spaces)
         emb = self._embedder()
-        text_here = "text" in emb.modalities and emb.space_of("text") == space
+        text_here = "text" in emb.modalities and emb.space_of("text") == state.space
         if no_examples and self.store.concepts() and text_here:
             return "zeroshot"  # only concept names so far
         return "knn"
@@ -197,24 +219,27 @@ class Predictor:
         weighting: knn.Weighting,
         sources: Sequence[str] | None,
     ) -> list[Prediction]:
-        found = self.head(space) if method in ("auto", "head") else None
-        used = self._choose(space, method, found)
-        view = self.store.label_view(space)
+        state = self.store.state(space)  # one read of what this batch is answered from
+        found = self._head(state) if method in ("auto", "head") else None
+        used = self._choose(state, method, found)
+        view = state.view
         if not view.classes and used != "zeroshot":
-            self.check_queryable(space)
+            self.check_queryable(space, state.vectors)
             raise InvalidInputError("no labelled examples to classify with; add examples with a concept first")
-        votes = self._vote(space, vectors, view, k, weighting) if view.classes else None
+        votes = self._vote(state, vectors, k, weighting) if view.classes else None
         thresholds: dict[str, float] = {}
         classes: list[str]
         if used == "knn":
             assert votes is not None
             classes, scores, support = view.classes, votes.scores, votes.support
-            thresholds = self.thresholds(space)
+            thresholds = self.thresholds(space, view)
         elif used == "head":
             if found is None:
+                from ..errors import NotFittedError  # scikit-learn's too: imported only when needed
+
                 raise NotFittedError("no head trained for this store yet; run `vecclf train` (or use --method knn)")
             head, _ = found
-            classes, scores = [str(c) for c in head.classes_], head.predict_proba(vectors)
+            classes, scores = list(head.classes), head.predict_proba(vectors)
             support = scores
             if head.mode == "multilabel":
                 thresholds = dict.fromkeys(classes, 0.5)
@@ -271,15 +296,36 @@ class Predictor:
             scores = zeroshot.blend(scores, knn_full, counts)
         return classes, scores
 
-    def _vote(self, space: str, vectors: np.ndarray, view: LabelView, k: int, weighting: knn.Weighting) -> knn.Votes:
-        fetch = k
-        total = self.store.count(space)
+    def _vote(self, state: SpaceState, vectors: np.ndarray, k: int, weighting: knn.Weighting) -> knn.Votes:
+        fetch, total = k, state.vectors
         while True:
-            sims, ids = self.store.search(space, vectors, fetch)
-            votes = knn.vote(sims, ids, view, k=k, weighting=weighting)
+            sims, ids = self.store.search(state.space, vectors, fetch)
+            votes = knn.vote(sims, ids, state.view, k=k, weighting=weighting)
             if all(len(nb) >= k for nb in votes.neighbours) or fetch >= total:
                 return votes
             fetch = min(fetch * 4, total)  # frames/unlabelled rows crowd the top: look further
+
+    # ------------------------------------------------------------------ searching
+    def search(
+        self, space: str, vectors: np.ndarray, *, k: int = DEFAULT_K, concept: str | None = None
+    ) -> list[list[Hit]]:
+        """The ``k`` most similar stored inputs to each query; ``concept`` restricts them before ranking."""
+        with self.store.reading():
+            self.check_queryable(space)
+            restrict = self.store.concept_member_ids(space, concept) if concept is not None else None
+            if restrict is not None and len(restrict) == 0:
+                return [[] for _ in range(len(vectors))]
+            sims, ids = self.store.search(space, vectors, k, restrict_to=restrict)
+            keep = [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_s, row_i in zip(sims, ids)]
+            records = {r.id: r for r in self.store.get(sorted({i for row in keep for i, _ in row}))}
+        return [
+            [
+                Hit(r.id, round(s, 6), r.kind, r.source, r.text, r.parent_id, r.timestamp_s, r.concepts)
+                for i, s in row
+                for r in (records[i],)
+            ]
+            for row in keep
+        ]
 
     # ------------------------------------------------------------------ verifying
     def verify(self, space: str, vectors: np.ndarray, concept: str, sources: Sequence[str]) -> list[dict[str, Any]]:

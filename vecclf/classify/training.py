@@ -10,7 +10,7 @@ import numpy as np
 from ..config import DEFAULT_C, MODES
 from ..errors import InvalidInputError
 from ..store import Store
-from .head import LogisticHead
+from .head import HeadWeights, fit_head
 
 
 def training_data(store: Store, space: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -47,14 +47,14 @@ def train_heads(
     space: str | None = None,
     C: float = DEFAULT_C,
     device: str | None = None,
-) -> dict[str, tuple[int, LogisticHead, dict[str, Any]]]:
+) -> dict[str, tuple[int, HeadWeights, dict[str, Any]]]:
     """Train and save a logistic head per space that has labelled examples.
 
     Returns ``{space: (generation trained at, head, summary)}``.
     """
     if mode not in MODES:
         raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    out: dict[str, tuple[int, LogisticHead, dict[str, Any]]] = {}
+    out: dict[str, tuple[int, HeadWeights, dict[str, Any]]] = {}
     for sp in [space] if space else list(store.spaces):
         gen = store.generation(sp)
         X, Y, classes = training_data(store, sp)
@@ -67,10 +67,9 @@ def train_heads(
         if chosen == "exclusive":
             if not np.all((Y > 0).sum(axis=1) == 1):
                 raise InvalidInputError("exclusive mode needs exactly one positive concept per example; use multilabel")
-            y = np.array(classes, dtype=object)[np.argmax(Y > 0, axis=1)]
-            head = LogisticHead("exclusive", C=C, device=device).fit(X, y)
+            head = fit_head(X, np.argmax(Y > 0, axis=1), classes, mode="exclusive", C=C, device=device)
         else:
-            head = LogisticHead("multilabel", C=C, device=device).fit(X, Y, classes=classes)
+            head = fit_head(X, Y, classes, mode="multilabel", C=C, device=device)
         seconds = time.perf_counter() - started
         meta, arrays = head.to_state()
         store.save_head(sp, gen, meta, arrays)
@@ -78,7 +77,7 @@ def train_heads(
             "mode": chosen,
             "classes": classes,
             "examples": len(X),
-            "iterations": head.n_iter_,
+            "iterations": head.n_iter,
             "seconds": round(seconds, 3),
         }
         out[sp] = (gen, head, summary)

@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .. import __version__
 from ..classifier import ConceptClassifier
+from ..config import VERSION
 from ..embed import Embedded
 from ..errors import NotFoundError
 from .batching import results_of
@@ -35,7 +35,7 @@ async def _embedded(request: Request, call: Call) -> list[Embedded]:
 
 async def healthz(request: Request, call: Call) -> Response:
     count = await run_in_threadpool(_clf(request).store.count)
-    return JSONResponse({"status": "ok", "version": __version__, "vectors": count})
+    return JSONResponse({"status": "ok", "version": VERSION, "vectors": count})
 
 
 async def concepts(request: Request, call: Call) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .. import __version__
+from ..config import VERSION
 from ..errors import (
     ConflictError,
     InvalidInputError,
@@ -85,7 +85,7 @@ def document(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {
             "title": "vecclf",
-            "version": __version__,
+            "version": VERSION,
             "description": "Embedding classifier: k-NN, logistic head and zero-shot over a local store.",
         },
         "components": {

@@ -1,10 +1,18 @@
-"""A re-entrant readers-writer lock: many readers at once, one writer alone, writers preferred."""
+"""Locks: the process-wide single-writer file lock, and a re-entrant readers-writer lock between threads."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import StoreLockedError
+
+LOCK_FILE = "store.lock"
 
 
 class RWLock:
@@ -83,3 +91,33 @@ class RWLock:
                 self._writer = None
                 self._write_depth = 0
                 self._cond.notify_all()
+
+
+def take_file_lock(path: Path) -> int:
+    """The store's single-writer lock (an exclusive ``flock`` on ``store.lock``, naming this process),
+    refused at once with the holder named when another process has it."""
+    lock_path = path / LOCK_FILE
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreLockedError(
+            f"store {path} is open for writing by another process ({holder(path) or 'unknown process'}); "
+            "stop it or open this store read-only"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}".encode())
+    return fd
+
+
+def unlock(fd: int | None) -> None:
+    """Release a lock taken by :func:`take_file_lock`."""
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def holder(root: Path) -> str:
+    """What the lock file says of the process that holds (or last held) the writer lock."""
+    lock = root / LOCK_FILE
+    return lock.read_text(errors="replace").strip() if lock.exists() else ""

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ..labels import LabelView
+
 
 @dataclass(frozen=True)
 class NewInput:
@@ -75,6 +77,22 @@ class ConceptInfo:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {"name": self.name, "positives": self.positives, "negatives": self.negatives}
+
+
+@dataclass(frozen=True)
+class SpaceState:
+    """What a prediction needs to know of one space, read at once under one view of the store."""
+
+    space: str
+    generation: int
+    view: LabelView
+    vectors: int  # how many the index holds
+    head_generation: int | None  # the generation its stored head was trained at, if it has one
+
+    @property
+    def head_fresh(self) -> bool:
+        """Whether a stored head was trained at the current generation."""
+        return self.head_generation == self.generation
 
 
 Marks = dict[str, bool]

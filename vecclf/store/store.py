@@ -5,16 +5,17 @@ the space's generation), then the in-memory FAISS index. Index files are saved o
 / ``close`` with their generation and checksum, so a stale, torn or missing file is rebuilt from
 DuckDB on the next open instead of answering wrongly. Beside the index it keeps what a prediction
 needs in memory (label views, input records), which is safe because one process is the only writer.
+
+The module is past 400 lines because it lists every operation a store offers; each one is a lock, calls
+into the catalogue, the indexes and the memory, and the bookkeeping between them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,52 +30,22 @@ from ..errors import (
     ReadOnlyError,
     StoreCorruptError,
     StoreError,
-    StoreLockedError,
     StoreNotFoundError,
 )
 from ..labels import LabelView, check_concept_name, check_ids
 from . import index as kinds
 from . import schema
 from .catalogue import Catalogue
-from .locks import RWLock
-from .records import ConceptInfo, InputRecord, Marks, NewInput, new_records
+from .locks import RWLock, holder, take_file_lock, unlock
+from .memory import Memory
+from .records import ConceptInfo, InputRecord, Marks, NewInput, SpaceState
 from .vectors import SpaceIndex, VectorReader
 
 DB_FILE = "store.duckdb"
-LOCK_FILE = "store.lock"
-RECORD_CACHE_SIZE = 20_000  # input records a store remembers (about 10 MB)
 
 
 def _identity_key(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _take_file_lock(path: Path) -> int:
-    lock_path = path / LOCK_FILE
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = lock_path.read_text(errors="replace").strip() or "unknown process"
-        os.close(fd)
-        raise StoreLockedError(
-            f"store {path} is open for writing by another process ({holder}); stop it or open this store read-only"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}".encode())
-    return fd
-
-
-def _unlock(fd: int | None) -> None:
-    if fd is not None:
-        os.close(fd)  # closing the descriptor releases the flock
-
-
-def _holder(root: Path) -> str:
-    lock = root / LOCK_FILE
-    return lock.read_text(errors="replace").strip() if lock.exists() else ""
 
 
 class Store:
@@ -89,10 +60,7 @@ class Store:
         self._load_lock = threading.Lock()
         self._indexes: dict[str, SpaceIndex] = {}
         self._dirty: set[str] = set()
-        self._views: dict[str, LabelView] = {}
-        # Recently read or added inputs: evidence lookups stay in memory. Adds only put new records here; any
-        # write that relabels or removes inputs empties it.
-        self._records: dict[int, InputRecord] = {}
+        self._memory = Memory()
         self._closed = False
         with catalogue.errors():
             meta = catalogue.meta()
@@ -123,12 +91,12 @@ class Store:
         if (root / DB_FILE).exists():
             raise ConflictError(f"a store already exists at {root}")
         root.mkdir(parents=True, exist_ok=True)
-        fd = _take_file_lock(root)
+        fd = take_file_lock(root)
         try:
-            con = Catalogue.connect(root / DB_FILE, read_only=False, holder=lambda: _holder(root))
+            con = Catalogue.connect(root / DB_FILE, read_only=False, holder=lambda: holder(root))
             Catalogue.initialise(con, spec=spec, identity=identity, spaces=spaces, index=index)
         except BaseException:
-            _unlock(fd)
+            unlock(fd)
             raise
         lock = RWLock()
         return cls(root, Catalogue(root / DB_FILE, con, writing=lock.held_for_write), lock, read_only=False, lock_fd=fd)
@@ -140,9 +108,9 @@ class Store:
         db = root / DB_FILE
         if not db.is_file():
             raise StoreNotFoundError(f"no vecclf store at {root} (create one with `vecclf init`)")
-        fd = None if read_only else _take_file_lock(root)
+        fd = None if read_only else take_file_lock(root)
         try:
-            con = Catalogue.connect(db, read_only=read_only, holder=lambda: _holder(root))
+            con = Catalogue.connect(db, read_only=read_only, holder=lambda: holder(root))
             lock = RWLock()
             try:
                 store = cls(
@@ -152,7 +120,7 @@ class Store:
                 con.close()
                 raise StoreCorruptError(f"{db} is not a readable vecclf store: {exc}") from exc
         except BaseException:
-            _unlock(fd)
+            unlock(fd)
             raise
         if store.schema_version > schema.SCHEMA_VERSION:
             store.close()
@@ -191,7 +159,7 @@ class Store:
             finally:
                 self._closed = True
                 self._db.close()
-                _unlock(self._lock_fd)
+                unlock(self._lock_fd)
                 self._lock_fd = None
 
     def __enter__(self) -> Store:
@@ -203,8 +171,7 @@ class Store:
     def forget(self) -> None:
         """Drop what is kept in memory (label views, input records, generations); the next reads go to disk."""
         with self._write():
-            self._views.clear()
-            self._records = {}
+            self._memory.relabelled()
             self._db.forget()
 
     # ----------------------------------------------------------------- locking
@@ -288,7 +255,7 @@ class Store:
                 by_space.setdefault(it.space, []).append(i)
             for space in by_space:
                 self._index(space)  # load before writing so the in-memory index stays in step
-            known = {c for space in by_space for c in self._views.get(space, LabelView.empty()).classes}
+            known = self._memory.classes(by_space)
             with self._db.transaction():
                 ids, created = self._db.insert(items, marks_of)
                 # concepts that become classes here but already had (negative) labels: views are rebuilt
@@ -306,15 +273,9 @@ class Store:
             for space, idx, space_ids, vecs in staged:
                 self._indexes[space].add(space_ids, vecs)
                 self._dirty.add(space)
-                view = self._views.pop(space, None)
-                if view is not None and view.generation == before[space] and not earlier:
-                    # extend the cached labels rather than re-read them all: adding a concept stays O(new)
-                    parents = [items[i].parent for i in idx]
-                    roots = np.array([ids[i] if p is None else ids[p] for i, p in zip(idx, parents)], np.int64)
-                    marks = {ids[i]: marks_of[i] for i in idx if marks_of[i]}
-                    self._views[space] = view.with_added(self._db.generation(space), space_ids, roots, marks)
-            if len(items) <= RECORD_CACHE_SIZE // 20:  # a small add is likely asked about next; a bulk load is not
-                self._remember(new_records(items, ids, marks_of))
+                after = self._db.generation(space)
+                self._memory.added(space, before[space], after, items, idx, ids, marks_of, relabels_older=earlier)
+            self._memory.remember_added(items, ids, marks_of)
             return ids
 
     def _checked(self, it: NewInput, n_items: int) -> Marks:
@@ -355,8 +316,7 @@ class Store:
             for space, space_ids in by_space.items():
                 self._indexes[space].remove(np.array(space_ids, dtype=np.int64))
                 self._dirty.add(space)
-                self._views.pop(space, None)
-            self._records = {}
+            self._memory.removed(by_space)
             return all_ids
 
     def label(self, ids: Sequence[int], concept: str, *, positive: bool = True) -> None:
@@ -372,7 +332,7 @@ class Store:
                 cid = self._db.concept_ids([name], create=True)[name]
                 self._db.set_labels(ids, cid, positive)
                 self._db.bump(set(spaces.values()))
-            self._relabelled()
+            self._memory.relabelled()
 
     def create_concepts(self, names: Sequence[str]) -> None:
         """Create concepts (no labels yet); existing names are left as they are."""
@@ -394,7 +354,7 @@ class Store:
             with self._db.transaction():
                 self._db.rename_concept(cid, new_n)
                 self._db.bump(self.spaces)
-            self._relabelled()
+            self._memory.relabelled()
 
     def delete_concept(self, name: str) -> int:
         """Remove a concept and its labels (inputs stay); returns how many labels went."""
@@ -404,12 +364,8 @@ class Store:
             with self._db.transaction():
                 n = self._db.delete_concept(cid)
                 self._db.bump(self.spaces)
-            self._relabelled()
+            self._memory.relabelled()
             return n
-
-    def _relabelled(self) -> None:
-        self._views.clear()
-        self._records = {}
 
     def save_head(self, space: str, generation: int, meta: str, arrays: dict[str, np.ndarray]) -> None:
         """Persist a trained head for ``space`` (replacing the previous one)."""
@@ -430,21 +386,15 @@ class Store:
             return []
         with self._read():
             wanted = set(ids)
-            found = {i: r for i in wanted if (r := self._records.get(i)) is not None}
+            found = self._memory.records(wanted)
             if len(found) < len(wanted):
                 fetched = self._db.records(sorted(wanted - found.keys()))
-                self._remember(fetched.values())
+                self._memory.remember(fetched.values())
                 found.update(fetched)
         missing = [i for i in ids if i not in found]
         if missing:
             raise NotFoundError(f"no input with id {', '.join(map(str, missing))}")
         return [found[i].copy() for i in ids]  # callers may change the lists without changing what is remembered
-
-    def _remember(self, records: Iterable[InputRecord]) -> None:
-        new = {r.id: r for r in records}
-        if len(self._records) + len(new) > RECORD_CACHE_SIZE:
-            self._records = {}  # a new dict, not clear(): readers may be looking things up in the old one
-        self._records.update(new)
 
     def vector(self, input_id: int) -> tuple[str, np.ndarray]:
         """``(space, vector)`` of one stored input, read back from the FAISS index."""
@@ -523,12 +473,15 @@ class Store:
         """Current labels of ``space`` as arrays (kept until the next write)."""
         with self._read():
             self._check_space(space)
-            view = self._views.get(space)
-            if view is not None and view.generation == self._db.generation(space):
-                return view
-            view = self._db.label_view(space)
-            self._views[space] = view
-            return view
+            return self._memory.view(space, self._db.generation(space), lambda: self._db.label_view(space))
+
+    def state(self, space: str) -> SpaceState:
+        """Generation, label view, vector count and head generation of ``space``, read together."""
+        with self._read():
+            self._check_space(space)
+            generation = self._db.generation(space)
+            view = self._memory.view(space, generation, lambda: self._db.label_view(space))
+            return SpaceState(space, generation, view, self._index(space).ntotal, self._db.head_generation(space))
 
     def generation(self, space: str) -> int:
         """The space's write counter (bumped by every add, delete, label or concept change)."""
