@@ -18,6 +18,7 @@ from hypothesis import settings
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a model hub from tests
+os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")  # and never reach one, even where a test lifts offline mode
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

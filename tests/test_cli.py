@@ -70,6 +70,7 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys, image_files) -
 def test_default_model_fails_fast_and_cleanly_without_the_hub(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "VECCLF_DEBUG")}
     env["HF_HOME"] = str(tmp_path / "hf")  # an empty cache: the weights cannot be there
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # a hub that refuses at once: nothing is downloaded, network or not
     store = tmp_path / "st"
     out = subprocess.run(
         [sys.executable, "-m", "vecclf.cli", "init", "--store", str(store)],

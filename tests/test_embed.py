@@ -38,7 +38,7 @@ def test_local_checkpoint_loads(tmp_path, tiny_embedder) -> None:
     import torch
 
     ckpt = tmp_path / "tiny.pt"
-    torch.save(tiny_embedder._model.state_dict(), ckpt)
+    torch.save(tiny_embedder.model.state_dict(), ckpt)
     emb = OpenCLIPEmbedder("vecclf-tiny-clip", checkpoint=ckpt, seed=123)  # different seed: weights come from file
     probe = ["a checkpoint probe"]
     assert np.allclose(emb.embed_texts(probe), tiny_embedder.embed_texts(probe), atol=1e-5)

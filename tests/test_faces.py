@@ -11,47 +11,9 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from vecclf.classifier import ConceptClassifier
-from vecclf.classify.openset import verification_calibration
 from vecclf.cli import main
-from vecclf.labels import LabelView
 
 pytest.importorskip("dlib", reason="the faces preset needs: pip install -e '.[faces]'")
-
-
-def _view(labels: list[int], n_classes: int) -> tuple[LabelView, np.ndarray]:
-    ids = np.arange(1, len(labels) + 1, dtype=np.int64)
-    matrix = np.zeros((len(labels), n_classes), dtype=np.int8)
-    matrix[np.arange(len(labels)), labels] = 1
-    return LabelView(0, ids, ids, [f"c{i}" for i in range(n_classes)], ids, matrix), ids
-
-
-def _clusters(per_class: int, n_classes: int, spread: float, seed: int = 0) -> tuple[np.ndarray, list[int]]:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(n_classes, 32))
-    X = np.repeat(centres, per_class, axis=0) + spread * rng.normal(size=(n_classes * per_class, 32))
-    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32), np.repeat(
-        np.arange(n_classes), per_class
-    ).tolist()
-
-
-def test_calibration_separates_genuine_from_impostor_scores() -> None:
-    X, labels = _clusters(per_class=4, n_classes=5, spread=0.2)
-    view, ids = _view(labels, 5)
-    cal = verification_calibration(view, ids, X)
-    assert cal.method == "balanced-error" and cal.genuine == 20 and cal.impostor == 80
-    sims = X @ X.T
-    same = np.equal.outer(labels, labels)
-    np.fill_diagonal(same, False)
-    # well separated clusters: the cut lies between the worst genuine and the best impostor pair
-    assert sims[~same & ~np.eye(len(X), dtype=bool)].max() < cal.threshold < sims[same].min()
-
-    one_each, one_labels = _clusters(per_class=1, n_classes=6, spread=0.0)
-    cal = verification_calibration(*_view(one_labels, 6), one_each)
-    assert cal.method == "impostors-only" and cal.genuine == 0 and cal.impostor == 30
-    single_class, single_labels = _clusters(per_class=5, n_classes=1, spread=0.3)
-    assert verification_calibration(*_view(single_labels, 1), single_class).method == "genuine-only"
-    lone, lone_labels = _clusters(per_class=1, n_classes=1, spread=0.0)
-    assert verification_calibration(*_view(lone_labels, 1), lone).threshold == -np.inf
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +37,7 @@ def test_enrol_identify_and_verify(faces_store, tmp_path) -> None:
         assert all(p.source.split("#face=")[1].count(",") == 3 for p in preds)  # the face box used
         same, other = clf.verify([root / "s2" / "10.pgm", root / "s3" / "10.pgm"], concept="s2")
         assert same["verified"] and not other["verified"]
-        assert same["calibration"]["method"] == "balanced-error" and same["threshold"] is not None
+        assert same["calibration"]["method"] == "eer" and same["threshold"] is not None
         assert same["score"] > same["threshold"] > other["score"]
         # two people in one photo: "all" answers per face, largest first
         big = Image.open(root / "s1" / "9.pgm").convert("RGB").resize((184, 224))
@@ -86,6 +48,26 @@ def test_enrol_identify_and_verify(faces_store, tmp_path) -> None:
         both = clf.predict([group], split=True, method="knn")
         assert [p.nearest for p in both] == ["s1", "s2"]
         assert len(clf.predict([group], method="knn")) == 1
+
+
+def test_predict_and_verify_agree(faces_store) -> None:
+    """A photo that verify accepts for a person is never "unknown" in predict with that person nearest:
+    both hold the photo's best similarity to the person against the person's one threshold."""
+    root, path = faces_store
+    photos = [root / p / f"{i}.pgm" for p in ("s1", "s2", "s3", "s4") for i in (4, 6, 8, 10)]
+    photos += [root / p / f"{i}.pgm" for p in ("s5", "s6", "s7") for i in (1, 5)]  # never enrolled
+    with ConceptClassifier.open(path, read_only=True) as clf:
+        preds = clf.predict(photos, method="knn")
+        for photo, pred in zip(photos, preds):
+            (check,) = clf.verify([photo], concept=pred.nearest)
+            assert check["threshold"] == pred.threshold and check["score"] == pytest.approx(pred.similarity)
+            if check["verified"]:
+                assert pred.concept == pred.nearest, (photo, pred, check)
+            else:
+                assert pred.concept == "unknown" and pred.rejected_by == "nearest-example"
+        enrolled = [p for p in preds if p.source.split("/")[-2] in ("s1", "s2", "s3", "s4")]
+        assert sum(p.concept != "unknown" for p in enrolled) >= len(enrolled) - 1
+        assert sum(p.concept == "unknown" for p in preds[len(enrolled) :]) >= 5  # of 6 strangers
 
 
 def test_no_face_is_a_clear_failure(faces_store, tmp_path, capsys) -> None:

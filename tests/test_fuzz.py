@@ -76,9 +76,12 @@ def test_add_texts_reports_bad_items_and_keeps_the_rest(clf, texts: list[str]) -
     except VecclfError as exc:  # only ever a typed error
         pytest.fail(f"add_texts raised {exc!r}; bad items should be reported, not raised")
     good = [t for t in texts if t.strip() and "\x00" not in t]
-    assert len(report.added) == len(good)
+    assert len(report.added) + len(report.duplicates) == len(good)  # a text seen before is a duplicate
+    added = clf.store.get(report.ids)
+    assert len({r.text for r in added}) == len(added) <= len({t.strip() for t in good})  # each stored once
     assert len(report.failures) == len(texts) - len(good)
-    assert clf.store.count() == before + len(good)
+    assert clf.store.count() == before + len(report.added)
+    assert len(clf.store.get([d["id"] for d in report.duplicates])) == len(report.duplicates)
 
 
 @pytest.fixture(scope="module")

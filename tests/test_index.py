@@ -18,11 +18,11 @@ def _clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
-def _fill(store: Store, X: np.ndarray) -> list[int]:
+def _fill(store: Store, X: np.ndarray, tag: str = "h") -> list[int]:
     ids: list[int] = []
     for start in range(0, len(X), 5000):
         rows = [
-            NewInput("text", "joint", f"h{i}", X[i], concepts=(f"c{i % 3}",))
+            NewInput("text", "joint", f"{tag}{i}", X[i], concepts=(f"c{i % 3}",))
             for i in range(start, min(start + 5000, len(X)))
         ]
         ids += store.add(rows)
@@ -104,7 +104,7 @@ def test_auto_switches_to_ivf_past_the_threshold(tmp_path, monkeypatch) -> None:
     _fill(store, _clustered(10_500, d))
     store.flush()
     assert store.info()["spaces"]["joint"]["index"] == "flat"
-    _fill(store, _clustered(1_000, d, seed=3))
+    _fill(store, _clustered(1_000, d, seed=3), tag="more")
     store.flush()
     assert store.info()["spaces"]["joint"]["index"] == "ivf" and store.count() == 11_500
     store.close()

@@ -112,15 +112,16 @@ def test_folder_symlinks_leaving_the_folder_are_not_read(tmp_path, tiny_embedder
     (tmp_path / "photos" / "dogs").symlink_to(outside)  # a concept folder that leaves the root
     with ConceptClassifier(_make_store(tmp_path / "store", tiny_embedder), tiny_embedder) as clf:
         report = clf.import_path(tmp_path / "photos")
-        sources = sorted(Path(a["source"]).name for a in report.added)
-        assert sources == ["inside.png", "ok.png", "ok2.png"]
+        sources = sorted(Path(a["source"]).name for a in report.added + report.duplicates)
+        assert sources == ["inside.png", "ok.png", "ok2.png"]  # inside.png is ok.png again: a duplicate
+        assert len(report.added) == 2 and len(report.duplicates) == 1
         reasons = {Path(f.source).name: f.reason for f in report.failures}
         assert set(reasons) == {"leak.png", "leakdir", "dogs"} and all("leaves" in r for r in reasons.values())
-        report = clf.add([folder], ["cats"])
+        report = clf.add([folder], ["cats"], keep_duplicates=True)
         assert sorted(Path(a["source"]).name for a in report.added) == ["inside.png", "ok.png", "ok2.png"]
         assert "secret" not in str([r.source for r in clf.store.get(list(range(1, clf.store.count() + 1)))])
         dotted = clf.add([tmp_path / "photos" / "cats" / ".." / "cats" / "ok.png"], ["cats"])  # `..` the user typed
-        assert len(dotted.added) == 1
+        assert len(dotted.duplicates) == 1 and Path(dotted.duplicates[0]["source"]).name == "ok.png"
     store = str(tmp_path / "store")
     assert main(["add", "bad\x00name.png", "--concept", "x", "--store", store]) == 1
     assert "NUL" in capsys.readouterr().err

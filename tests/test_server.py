@@ -55,6 +55,7 @@ def test_health_concepts_openapi(client) -> None:
         "/inputs/{input_id}/thumbnail",
         "/evaluation",
         "/evaluate",
+        "/concepts/{name}/threshold",
     }
 
 
@@ -93,6 +94,45 @@ def test_predict_by_text_image_id_and_upload(client) -> None:
     assert up.status_code == 200 and up.json()["predictions"][0]["concept"] == "green"
     texts = client.post("/predict", json={"texts": ["x", "y"]})
     assert texts.status_code == 200 and len(texts.json()["predictions"]) == 2
+
+
+def test_thresholds_duplicates_and_open_set_options(client) -> None:
+    listed = {c["name"]: c for c in client.get("/concepts").json()["concepts"]}
+    assert set(listed["red"]["thresholds"]) == {"joint"} and listed["red"]["threshold_set"] is None
+    r = client.put("/concepts/red/threshold", json={"threshold": 0.999999})
+    assert r.status_code == 200 and r.json() == {"concept": "red", "threshold_set": 0.999999}
+    assert client.get("/concepts").json()["concepts"][2]["threshold_set"] == 0.999999
+    near_red = {"image_base64": b64(solid_image(RED, seed=70)), "method": "knn"}
+    pred = client.post("/predict", json=near_red).json()["predictions"][0]
+    assert pred["concept"] == "unknown" and pred["rejected_by"] == "nearest-example" and pred["nearest"] == "red"
+    assert pred["threshold"] == 0.999999 and pred["similarity"] < 0.999999
+    verdict = client.post("/verify", json={**near_red, "concept": "red"}).json()["verifications"][0]
+    assert not verdict["verified"] and verdict["calibration"]["method"] == "set"
+    assert client.delete("/concepts/red/threshold").json()["threshold_set"] is None
+    off = client.post("/predict", json={**near_red, "unknown_quantile": 0}).json()["predictions"][0]
+    assert off["concept"] == "red" and off["threshold"] is None  # quantile 0: never unknown
+    for bad in ({"threshold": 2}, {"threshold": "high"}, {}):
+        assert client.put("/concepts/red/threshold", json=bad).status_code == 400
+    assert client.put("/concepts/nope/threshold", json={"threshold": 0.5}).status_code == 404
+    assert client.post("/predict", json={**near_red, "unknown_quantile": 0.7}).status_code == 400
+    # the same image again: a duplicate, its label merged; kept only when asked
+    image = b64(solid_image(RED, seed=0))
+    dup = client.post("/inputs", json={"image_base64": image, "concepts": ["crimson"]}).json()
+    assert dup["added"] == [] and dup["duplicates"][0]["id"] == 1
+    assert client.post("/search", json={"id": 1, "k": 1}).json()["results"][0][0]["concepts"] == ["crimson", "red"]
+    kept = client.post("/inputs", json={"image_base64": image, "concepts": ["red"], "keep_duplicates": True}).json()
+    assert len(kept["added"]) == 1 and kept["duplicates"] == []
+
+
+def test_stale_head_answers_say_so(client) -> None:
+    assert client.post("/train").status_code == 200
+    fresh = client.post("/predict", json={"image_base64": b64(solid_image(BLUE, seed=80))}).json()["predictions"][0]
+    assert fresh["method"] == "head" and fresh["stale"] is False
+    client.post("/inputs", json={"image_base64": b64(solid_image((240, 240, 20))), "concepts": ["yellow"]})
+    body = {"image_base64": b64(solid_image(BLUE, seed=80)), "method": "head"}
+    stale = client.post("/predict", json=body).json()["predictions"][0]
+    assert stale["method"] == "head" and stale["stale"] is True
+    assert client.post("/predict", json={"image_base64": body["image_base64"]}).json()["predictions"][0]["method"] == "knn"
 
 
 def test_search_filters_by_concept_before_ranking(client) -> None:
@@ -253,7 +293,7 @@ def test_schemathesis_finds_no_server_error(live_server) -> None:
 
     schema = schemathesis.openapi.from_url(f"{live_server}/openapi.json")
     operations = [op.ok() for op in schema.get_all_operations()]
-    assert len(operations) == 11
+    assert len(operations) == 13
     for operation in operations:
 
         @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))

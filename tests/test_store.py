@@ -235,7 +235,10 @@ def test_search_concept_filter_applies_before_ranking(clf, image_files) -> None:
 
 def test_label_view_grows_in_place_and_matches_a_rebuild(clf) -> None:
     """Adds extend the cached labels (a new concept stays cheap in a big store); the result equals a full re-read."""
-    from vecclf.classify.openset import class_vectors, open_set_thresholds
+    from vecclf.classify.thresholds import StoreThresholds
+
+    def full_recompute(quantile: float) -> dict[str, float]:
+        return StoreThresholds(store).get("joint", store.stored_label_view("joint"), quantile).values
 
     rng = np.random.default_rng(0)
 
@@ -296,13 +299,10 @@ def test_label_view_grows_in_place_and_matches_a_rebuild(clf) -> None:
                 for r in fresh.label_roots[fresh.matrix[:, fresh.classes.index(c)] > 0]
             }
             assert set().union(*asked) <= members
-        ids, vecs = read_vectors("joint", fresh.label_roots.tolist())
-        full = open_set_thresholds(class_vectors(fresh, ids, vecs), quantile=clf.unknown_quantile)
-        assert incremental == pytest.approx(full)
+        assert incremental == pytest.approx(full_recompute(clf.unknown_quantile))
     assert grown == len(batches) - 1  # only the concept that already had a negative label forced a re-read
-    clf.unknown_quantile = 0.5  # a new quantile recomputes every threshold from the cached similarities
-    full = open_set_thresholds(class_vectors(fresh, ids, vecs), quantile=0.5)
-    assert clf.thresholds("joint") == pytest.approx(full)
+    clf.unknown_quantile = 0.2  # a new quantile recomputes every threshold from the cached similarities
+    assert clf.thresholds("joint") == pytest.approx(full_recompute(0.2))
 
 
 def test_remembered_records_match_the_catalogue(clf) -> None:

@@ -136,13 +136,17 @@ class ConceptClassifier:
         negatives: Sequence[str] = (),
         *,
         progress: Progress | None = None,
+        keep_duplicates: bool = False,
     ) -> AddReport:
         """Add images/videos/texts (paths, folders, ``.txt`` files, bytes or PIL images) labelled with ``concepts``.
 
-        Unreadable items are reported in ``failures``; the rest are stored.
+        Unreadable items are reported in ``failures``; inputs already stored (the same content, or the same
+        vector) in ``duplicates``, where they only add their labels to the stored input (unless
+        ``keep_duplicates``); the rest are stored.
         """
         ingest = self._ingest()
-        return ingest.add(decode_media(media, limits=self.limits, draft=ingest.draft), concepts, negatives, progress)
+        decoded = decode_media(media, limits=self.limits, draft=ingest.draft)
+        return ingest.add(decoded, concepts, negatives, progress, keep_duplicates=keep_duplicates)
 
     def add_items(
         self,
@@ -151,9 +155,10 @@ class ConceptClassifier:
         negatives: Sequence[str] = (),
         *,
         progress: Progress | None = None,
+        keep_duplicates: bool = False,
     ) -> AddReport:
-        """Add already-decoded items (see :mod:`vecclf.inputs`)."""
-        return self._ingest().add(items, concepts, negatives, progress)
+        """Add already-decoded items (see :mod:`vecclf.inputs`; duplicates as in :meth:`add`)."""
+        return self._ingest().add(items, concepts, negatives, progress, keep_duplicates=keep_duplicates)
 
     def add_texts(
         self,
@@ -162,10 +167,11 @@ class ConceptClassifier:
         negatives: Sequence[str] = (),
         *,
         progress: Progress | None = None,
+        keep_duplicates: bool = False,
     ) -> AddReport:
-        """Add texts labelled with ``concepts``; empty texts are reported as failures."""
+        """Add texts labelled with ``concepts``; empty texts are reported as failures (duplicates as in :meth:`add`)."""
         items = decode_texts(((f"<text {n}>", t) for n, t in enumerate(texts)), limits=self.limits)
-        return self._ingest().add(items, concepts, negatives, progress)
+        return self._ingest().add(items, concepts, negatives, progress, keep_duplicates=keep_duplicates)
 
     def import_path(
         self,
@@ -175,14 +181,16 @@ class ConceptClassifier:
         label_column: str | None = None,
         limit_per_concept: int | None = None,
         progress: Progress | None = None,
+        keep_duplicates: bool = False,
     ) -> AddReport:
-        """Import a folder (one subfolder per concept) or a CSV/JSONL text table."""
+        """Import a folder (one subfolder per concept) or a CSV/JSONL text table (duplicates as in :meth:`add`)."""
         return self._ingest().import_path(
             path,
             text_column=text_column,
             label_column=label_column,
             limit_per_concept=limit_per_concept,
             progress=progress,
+            keep_duplicates=keep_duplicates,
         )
 
     # ------------------------------------------------------------------ querying
@@ -206,15 +214,20 @@ class ConceptClassifier:
         k: int | None = None,
         top: int = DEFAULT_TOP,
         split: bool = False,
+        unknown_quantile: float | None = None,
     ) -> list[Prediction]:
         """Classify images/videos and texts, one answer per input (``split``: per face or video frame).
 
         ``method``: ``knn`` (vote of stored neighbours), ``head`` (trained logistic head),
         ``zeroshot`` (concept names through the text tower, blended with any examples), or
         ``auto``: a fresh head if one exists, else k-NN, else zero-shot when the store has
-        concepts but no examples at all. The first input that cannot be read raises its error.
+        concepts but no examples at all. An answer is ``unknown`` below its concept's open-set threshold
+        (``unknown_quantile``: for this call; see :mod:`vecclf.classify.openset`). The first input that cannot
+        be read raises its error.
         """
-        stream = self.predict_stream(self._decoded(media, texts), method=method, k=k, top=top, split=split)
+        stream = self.predict_stream(
+            self._decoded(media, texts), method=method, k=k, top=top, split=split, unknown_quantile=unknown_quantile
+        )
         return strict(stream)
 
     def predict_stream(
@@ -225,6 +238,7 @@ class ConceptClassifier:
         k: int | None = None,
         top: int = DEFAULT_TOP,
         split: bool = False,
+        unknown_quantile: float | None = None,
     ) -> Iterator[Prediction | Failure]:
         """:meth:`predict` over decoded inputs as they come (any number: they are embedded and answered in
         chunks); an input that cannot be embedded yields its :class:`~vecclf.inputs.Failure` in its place."""
@@ -235,17 +249,25 @@ class ConceptClassifier:
         )
 
     def predict_embedded(
-        self, embedded: Sequence[Embedded], *, method: str = "auto", k: int | None = None, top: int = DEFAULT_TOP
+        self,
+        embedded: Sequence[Embedded],
+        *,
+        method: str = "auto",
+        k: int | None = None,
+        top: int = DEFAULT_TOP,
+        unknown_quantile: float | None = None,
     ) -> list[Prediction]:
         """Predictions for embedded queries: one batched prediction per space, answers in query order."""
-        return self._predict(as_queries(embedded), method, k, top)
+        return self._predict(as_queries(embedded), method, k, top, unknown_quantile)
 
-    def _predict(self, queries: Sequence[Query], method: str, k: int | None, top: int) -> list[Prediction]:
+    def _predict(
+        self, queries: Sequence[Query], method: str, k: int | None, top: int, quantile: float | None = None
+    ) -> list[Prediction]:
         with self.store.reading():
             return per_space(
                 queries,
                 lambda space, vectors, sources: self.predictor.predict(
-                    space, vectors, method=method, k=k, top=top, sources=sources
+                    space, vectors, method=method, k=k, top=top, sources=sources, unknown_quantile=quantile
                 ),
             )
 
@@ -263,7 +285,13 @@ class ConceptClassifier:
         return self.predictor.predict(space, vectors, method=method, k=k, top=top, sources=sources)
 
     def predict_stored(
-        self, ids: Sequence[int], *, method: str = "auto", k: int | None = None, top: int = DEFAULT_TOP
+        self,
+        ids: Sequence[int],
+        *,
+        method: str = "auto",
+        k: int | None = None,
+        top: int = DEFAULT_TOP,
+        unknown_quantile: float | None = None,
     ) -> list[Prediction]:
         """Predict for already-stored inputs from their stored vectors (no embedding).
 
@@ -271,28 +299,41 @@ class ConceptClassifier:
         """
         with self.store.reading():  # the inputs cannot vanish between reading their vectors and voting
             queries = [(f"id:{i}", *self.store.vector(i)) for i in ids]
-            return self._predict(queries, method, k, top)
+            return self._predict(queries, method, k, top, unknown_quantile)
 
     def verify(
-        self, media: Sequence[MediaLike] = (), *, texts: Sequence[str] = (), concept: str, split: bool = False
+        self,
+        media: Sequence[MediaLike] = (),
+        *,
+        texts: Sequence[str] = (),
+        concept: str,
+        split: bool = False,
+        unknown_quantile: float | None = None,
     ) -> list[dict[str, Any]]:
         """1:1 verification: is each input the ``concept``?
 
-        The score is the best similarity to one of the concept's examples; the threshold is
-        learned from the stored examples of all concepts (see :meth:`Predictor.calibration`): the cut that
-        best separates same-concept from other-concept scores. With one concept and fewer
-        than two examples there is nothing to learn from, and the answer is not verified.
+        The score is the best similarity to one of the concept's examples; the threshold is the concept's
+        open-set threshold, below which predictions answer ``unknown`` (see :mod:`vecclf.classify.openset`), so
+        an input verified as a concept is never ``unknown`` with that concept nearest. With too few examples to
+        learn from, the answer is not verified.
         """
         stream = answers(
-            self.embedder, self._decoded(media, texts), split, lambda e: self.verify_embedded(e, concept=concept)
+            self.embedder,
+            self._decoded(media, texts),
+            split,
+            lambda e: self.verify_embedded(e, concept=concept, unknown_quantile=unknown_quantile),
         )
         return strict(stream)
 
-    def verify_embedded(self, embedded: Sequence[Embedded], *, concept: str) -> list[dict[str, Any]]:
+    def verify_embedded(
+        self, embedded: Sequence[Embedded], *, concept: str, unknown_quantile: float | None = None
+    ) -> list[dict[str, Any]]:
         """:meth:`verify` for embedded queries."""
         return per_space(
             as_queries(embedded),
-            lambda space, vectors, sources: self.predictor.verify(space, vectors, concept, sources),
+            lambda space, vectors, sources: self.predictor.verify(
+                space, vectors, concept, sources, unknown_quantile=unknown_quantile
+            ),
         )
 
     def calibration(self, space: str) -> Calibration:
@@ -403,8 +444,27 @@ class ConceptClassifier:
 
     # ------------------------------------------------------------------ management
     def concepts(self) -> list[dict[str, Any]]:
-        """Concepts with example counts."""
-        return [c.to_dict() for c in self.store.concepts()]
+        """Concepts with example counts and open-set thresholds: per space where the concept has examples, and
+        ``threshold_set`` when a user set one (see :meth:`set_threshold`)."""
+        with self.store.reading():
+            chosen = self.store.concept_thresholds()
+            learned = {s: self.predictor.thresholds(s) for s in self.store.spaces if self.store.label_view(s).classes}
+            out = []
+            for c in self.store.concepts():
+                entry = c.to_dict()
+                entry["thresholds"] = {
+                    s: round(t[c.name], 6) if np.isfinite(t[c.name]) else None
+                    for s, t in learned.items()
+                    if c.name in t
+                }
+                entry["threshold_set"] = chosen.get(c.name)
+                out.append(entry)
+            return out
+
+    def set_threshold(self, name: str, value: float | None) -> None:
+        """Set a concept's open-set threshold (a similarity; predictions below it are ``unknown`` and verification
+        fails), or with None go back to the one learned from the examples."""
+        self.store.set_threshold(name, value)
 
     def add_concepts(self, names: Sequence[str]) -> None:
         """Create concepts with no examples yet (usable at once by zero-shot)."""

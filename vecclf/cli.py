@@ -52,8 +52,18 @@ def _print_report(report: Any) -> None:
         print(f"skipped {f.source}: {f.reason}", file=sys.stderr)
 
 
+def _warn_duplicates(report: Any) -> None:
+    if report.duplicates:
+        print(
+            f"vecclf: {len(report.duplicates)} input(s) already stored (same content or vector): their labels were "
+            "merged into the stored ones, not stored again (--keep-duplicates stores them)",
+            file=sys.stderr,
+        )
+
+
 def _finish_add(args: argparse.Namespace, report: Any) -> int:
     _emit(args, report.to_dict(), lambda: _print_report(report))
+    _warn_duplicates(report)
     if report.failures and not report.added:
         first = report.failures[0]
         print(f"vecclf: error: nothing added ({first.source}: {first.reason})", file=sys.stderr)
@@ -73,10 +83,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     if not args.paths and not args.text:
         raise InvalidInputError("give PATH... and/or --text TEXT")
+    keep = args.keep_duplicates
     with _open(args) as clf, _progress("embedding") as bar:
-        report = clf.add(args.paths, args.concept, args.negative, progress=bar)
+        report = clf.add(args.paths, args.concept, args.negative, progress=bar, keep_duplicates=keep)
         if args.text:
-            report.merge(clf.add_texts(args.text, args.concept, args.negative, progress=bar))
+            report.merge(clf.add_texts(args.text, args.concept, args.negative, progress=bar, keep_duplicates=keep))
     return _finish_add(args, report)
 
 
@@ -88,6 +99,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             label_column=args.label_column,
             limit_per_concept=args.limit_per_concept,
             progress=bar,
+            keep_duplicates=args.keep_duplicates,
         )
     return _finish_add(args, report)
 
@@ -101,15 +113,27 @@ def _queries(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 def cmd_predict(args: argparse.Namespace) -> int:
     media, texts = _queries(args)
     with _open(args, read_only=True) as clf:
-        preds = clf.predict(media, texts=texts, method=args.method, k=args.k, top=args.top, split=args.faces == "all")
+        preds = clf.predict(
+            media,
+            texts=texts,
+            method=args.method,
+            k=args.k,
+            top=args.top,
+            split=args.faces == "all",
+            unknown_quantile=args.unknown_quantile,
+        )
 
     def human() -> None:
         for p in preds:
             detail = ", ".join(f"{c} {s:.3f}" for c, s in p.scores.items())
-            extra = (
-                f" (nearest {p.nearest}, below threshold {p.threshold})" if p.concept == "unknown" and p.nearest else ""
-            )
-            print(f"{p.source}\t{p.concept}{extra}\t[{detail}] via {p.method}")
+            extra = ""
+            if p.concept == "unknown" and p.nearest:
+                why = p.rejected_by or ""
+                if p.rejected_by == "nearest-example":
+                    why = f"similarity {p.similarity} below threshold {p.threshold}"
+                extra = f" (nearest {p.nearest}: {why})"
+            stale = " (stale head: trained before the store last changed)" if p.stale else ""
+            print(f"{p.source}\t{p.concept}{extra}\t[{detail}] via {p.method}{stale}")
 
     _emit(args, {"predictions": [p.to_dict() for p in preds]}, human)
     return 0
@@ -131,8 +155,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    with _open(args, read_only=True) as clf:
+    with _open(args, read_only=not args.apply) as clf:
+        if args.unknown_quantile is not None:
+            clf.unknown_quantile = args.unknown_quantile
         report = clf.evaluate(method=args.method, folds=args.folds, k=args.k, out_dir=args.out)
+        if args.apply:
+            applied = {
+                name: m["suggested_threshold"]
+                for name, m in report["per_concept"].items()
+                if m["suggested_threshold"] is not None
+            }
+            for name, value in applied.items():
+                clf.set_threshold(name, value)
+            report["applied"] = applied
 
     def human() -> None:
         print(
@@ -142,6 +177,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for name, m in report["per_concept"].items():
             print(f"  {name}\tP {m['precision']:.3f}\tR {m['recall']:.3f}\tF1 {m['f1']:.3f}\tAUC {m['roc_auc']}")
         print("wrote " + ", ".join(report["files"].values()))
+        if "applied" in report:
+            print(f"set the suggested threshold of {len(report['applied'])} concept(s) (vecclf concepts shows them)")
 
     _emit(args, report, human)
     return 0
@@ -167,7 +204,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     media, texts = _queries(args)
     with _open(args, read_only=True) as clf:
-        results = clf.verify(media, texts=texts, concept=args.concept, split=args.faces == "all")
+        results = clf.verify(
+            media, texts=texts, concept=args.concept, split=args.faces == "all", unknown_quantile=args.unknown_quantile
+        )
 
     def human() -> None:
         for r in results:
@@ -179,14 +218,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if all(r["verified"] for r in results) else 3
 
 
+def _threshold_value(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInputError(f"a threshold is a similarity between -1 and 1, or auto; got {text!r}") from None
+    return value
+
+
 def cmd_concepts(args: argparse.Namespace) -> int:
-    if args.action in ("rename", "delete", "add"):
+    if args.action in ("rename", "delete", "add", "threshold"):
         with _open(args) as clf:
-            if args.action == "add":
+            if args.action == "threshold":
+                if len(args.names) != 2:
+                    raise InvalidInputError("usage: vecclf concepts threshold NAME VALUE|auto")
+                value = _threshold_value(args.names[1])
+                clf.set_threshold(args.names[0], value)
+                payload: Any = {"concept": args.names[0], "threshold_set": value}
+            elif args.action == "add":
                 if not args.names:
                     raise InvalidInputError("usage: vecclf concepts add NAME...")
                 clf.add_concepts(args.names)
-                payload: Any = {"created": args.names}
+                payload = {"created": args.names}
             elif args.action == "rename":
                 if len(args.names) != 2:
                     raise InvalidInputError("usage: vecclf concepts rename OLD NEW")
@@ -203,7 +258,16 @@ def cmd_concepts(args: argparse.Namespace) -> int:
 
     def human() -> None:
         for c in concepts:
-            print(f"{c['name']}\t{c['positives']} positive\t{c['negatives']} negative")
+            if c["threshold_set"] is not None:
+                threshold = f"threshold {c['threshold_set']} (set)"
+            else:
+                learned = [
+                    f"{v:.4f}" + (f" ({s})" if len(c["thresholds"]) > 1 else "")
+                    for s, v in c["thresholds"].items()
+                    if v is not None
+                ]
+                threshold = f"threshold {', '.join(learned)} (learned)" if learned else "no threshold yet"
+            print(f"{c['name']}\t{c['positives']} positive\t{c['negatives']} negative\t{threshold}")
 
     _emit(args, {"concepts": concepts}, human)
     return 0
@@ -234,7 +298,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"vecclf: warning: serving on {args.host} without VECCLF_TOKEN: anyone who can reach it can write",
             file=sys.stderr,
         )
-    app = create_app(args.store, token=token, read_only=args.read_only)
+    app = create_app(args.store, token=token, read_only=args.read_only, unknown_quantile=args.unknown_quantile)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=10)
     return 0
 
@@ -247,6 +311,22 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return value
+
+
+def _quantile(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 0.5:
+        raise argparse.ArgumentTypeError(f"must be in [0, 0.5), got {text}")
+    return value
+
+
+UNKNOWN_QUANTILE = (
+    "the share of in-scope answers the open-set thresholds are set to reject (default 0.01; 0: never unknown)"
+)
+KEEP_DUPLICATES = "store inputs that are already stored (default: only merge their labels into the stored ones)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", action="append", help="a text input (repeatable)")
     p.add_argument("--concept", action="append", default=[], help="positive concept (repeatable)")
     p.add_argument("--negative", action="append", default=[], help="negative concept (repeatable)")
+    p.add_argument("--keep-duplicates", action="store_true", help=KEEP_DUPLICATES)
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("import", parents=[common], help="import a folder per concept or a CSV/JSONL table")
@@ -288,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", help="text column (default: text/sentence/utterance/query)")
     p.add_argument("--label-column", help="label column (default: label/category/concept/intent/class)")
     p.add_argument("--limit-per-concept", type=_positive_int, help="take at most N examples of each concept")
+    p.add_argument("--keep-duplicates", action="store_true", help=KEEP_DUPLICATES)
     p.set_defaults(func=cmd_import)
 
     queries = (
@@ -305,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
             choices=["largest", "all"],
             help="faces stores: query the largest face of each photo, or every face",
         )
+        if name in ("predict", "verify"):
+            p.add_argument("--unknown-quantile", type=_quantile, help=UNKNOWN_QUANTILE)
         if name == "verify":
             p.add_argument("--concept", required=True, help="the concept (person) to verify against")
             p.set_defaults(func=cmd_verify)
@@ -335,10 +419,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5, help="folds for the head")
     p.add_argument("--k", type=_positive_int, default=10, help="neighbours for k-NN")
     p.add_argument("--out", type=Path, help="report folder (default: STORE/evaluation)")
+    p.add_argument("--unknown-quantile", type=_quantile, help=UNKNOWN_QUANTILE)
+    p.add_argument(
+        "--apply", action="store_true", help="set each concept's threshold to the suggested one (opens read-write)"
+    )
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("concepts", parents=[common], help="list, add, rename or delete concepts")
-    p.add_argument("action", nargs="?", default="list", choices=["list", "add", "rename", "delete"])
+    p = sub.add_parser(
+        "concepts",
+        parents=[common],
+        help="list, add, rename or delete concepts, or set a threshold (threshold NAME VALUE|auto)",
+    )
+    p.add_argument("action", nargs="?", default="list", choices=["list", "add", "rename", "delete", "threshold"])
     p.add_argument("names", nargs="*")
     p.set_defaults(func=cmd_concepts)
 
@@ -352,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--read-only", action="store_true", help="refuse writes; several read-only servers may share a store"
     )
+    p.add_argument("--unknown-quantile", type=_quantile, help=UNKNOWN_QUANTILE + " (requests may set their own)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("info", parents=[common], help="describe the store")

@@ -50,11 +50,17 @@ def pr_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return precision, recall, s[last]
 
 
-def metrics(y_true: np.ndarray, scores: np.ndarray, classes: list[str], predicted: np.ndarray) -> dict[str, Any]:
+def metrics(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    classes: list[str],
+    predicted: np.ndarray,
+    suggested: dict[str, tuple[float, float] | None] | None = None,
+) -> dict[str, Any]:
     """Accuracy, macro F1, per-concept precision/recall/F1/ROC-AUC/suggested threshold, confusion matrix.
 
     ``y_true``/``predicted`` are class indices (``predicted`` may be -1 for "unknown", the
-    confusion matrix's last column).
+    confusion matrix's last column); ``suggested``: see :func:`suggested_thresholds`.
     """
     k = len(classes)
     confusion = np.zeros((k, k + 1), dtype=np.int64)  # last column: answered unknown
@@ -71,17 +77,15 @@ def metrics(y_true: np.ndarray, scores: np.ndarray, classes: list[str], predicte
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         f1s.append(f1)
         truth = y_true == c
-        pr, rc, th = pr_curve(truth, scores[:, c])
-        f1_curve = np.where(pr + rc > 0, 2 * pr * rc / np.maximum(pr + rc, 1e-12), 0.0)
-        best = int(np.argmax(f1_curve)) if len(f1_curve) else 0
+        cut = (suggested or {}).get(name)
         per[name] = {
             "support": int(truth.sum()),
             "precision": round(precision, 4),
             "recall": round(recall, 4),
             "f1": round(f1, 4),
             "roc_auc": None if (a := roc_auc(truth, scores[:, c])) is None else round(a, 4),
-            "suggested_threshold": round(float(th[best]), 4) if len(th) else None,
-            "f1_at_suggested": round(float(f1_curve[best]), 4) if len(f1_curve) else None,
+            "suggested_threshold": None if cut is None else round(cut[0], 4),
+            "f1_at_suggested": None if cut is None else round(cut[1], 4),
         }
     return {
         "accuracy": round(float(np.mean(predicted == y_true)), 4),
@@ -97,30 +101,56 @@ def _single_labels(X: np.ndarray, Y: np.ndarray, classes: list[str]) -> tuple[np
 
 
 def loo_knn(
-    X: np.ndarray, y: np.ndarray, classes: list[str], *, k: int = 10, unknown_quantile: float = 0.0
+    X: np.ndarray, y: np.ndarray, classes: list[str], *, k: int = 10
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Leave-one-out k-NN: ``(scores, closed-set prediction, rejected by the open-set threshold)``.
-
-    The thresholds are learned from all examples, the held-out one included, so the
-    rejection rate is a close (slightly pessimistic) estimate for in-scope inputs.
-    """
+    """Leave-one-out k-NN: ``(scores, closed-set prediction, no positive vote)``; an example (and any duplicate
+    of it) never votes for itself."""
     n = len(X)
     view = LabelView.single_label(y, classes)
     ids = view.ids
     index = faiss.IndexFlatIP(X.shape[1])
     index.add(np.ascontiguousarray(X, dtype=np.float32))
-    sims, nn = index.search(np.ascontiguousarray(X, dtype=np.float32), min(k + 1, n))
-    self_hit = nn == ids[:, None]
-    sims = np.where(self_hit, -np.inf, sims)  # the query itself never votes
+    sims, nn = index.search(np.ascontiguousarray(X, dtype=np.float32), min(k + 4, n))
+    self_hit = (nn == ids[:, None]) | (sims >= openset.SAME_EXAMPLE)  # itself, or a duplicate of it
+    sims = np.where(self_hit, -np.inf, sims)  # never votes
     nn = np.where(self_hit, -1, nn)
     votes = knn.vote(sims, nn, view, k=k, evidence=False)
     best = knn.rank(votes.scores, votes.support)[:, 0]
-    rejected = votes.scores[np.arange(n), best] <= 0
-    if unknown_quantile > 0:
-        thresholds = openset.open_set_thresholds(openset.class_vectors(view, ids, X), quantile=unknown_quantile)
-        limit = np.array([thresholds[classes[b]] for b in best])
-        rejected |= votes.support[np.arange(n), best] < limit
-    return votes.scores, best, rejected
+    return votes.scores, best, votes.scores[np.arange(n), best] <= 0
+
+
+def nearest_of_predicted(X: np.ndarray, y: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Each example's similarity to the nearest *other* example of the concept it was predicted (leave-one-out,
+    duplicates excluded): the score open-set thresholds are held against; ``-inf`` when there is none."""
+    out = np.full(len(X), -np.inf)
+    for c in np.unique(predicted[predicted >= 0]):
+        rows, members = np.flatnonzero(predicted == c), np.flatnonzero(y == c)
+        if len(members):
+            sims = X[rows] @ X[members].T
+            sims[sims >= openset.SAME_EXAMPLE] = -np.inf
+            out[rows] = sims.max(axis=1)
+    return out
+
+
+def suggested_thresholds(
+    similarity: np.ndarray, predicted: np.ndarray, y: np.ndarray, classes: list[str]
+) -> dict[str, tuple[float, float] | None]:
+    """Per concept, the similarity threshold whose accepted answers have the best F1 and that F1: answers of the
+    concept below it would be "unknown" (``vecclf eval --apply`` adopts these). None where it is never answered."""
+    out: dict[str, tuple[float, float] | None] = {}
+    for c, name in enumerate(classes):
+        mine = predicted == c
+        if not mine.any():
+            out[name] = None
+            continue
+        order = np.argsort(-similarity[mine], kind="mergesort")
+        s, correct = similarity[mine][order], (y[mine] == c)[order]
+        tp, fp = np.cumsum(correct), np.cumsum(~correct)
+        f1 = 2 * tp / np.maximum(tp + fp + int((y == c).sum()), 1)
+        last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # cut just below each distinct similarity
+        best = last[int(np.argmax(f1[last]))]
+        out[name] = (float(s[best]), float(f1[best])) if np.isfinite(s[best]) else None
+    return out
 
 
 def stratified_folds(y: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
@@ -171,17 +201,26 @@ def evaluate_arrays(
         raise InvalidInputError("evaluation needs at least two concepts and three single-label examples")
     rejected = np.zeros(len(Xs), dtype=bool)
     if method == "knn":
-        scores, predicted, rejected = loo_knn(Xs, y, classes, k=k, unknown_quantile=unknown_quantile)
+        scores, predicted, rejected = loo_knn(Xs, y, classes, k=k)
         protocol = f"leave-one-out, k={k}"
     elif method == "head":
         scores, predicted = kfold_head(Xs, y, classes, folds=folds, seed=seed)
         protocol = f"stratified {folds}-fold"
     else:
         raise InvalidInputError(f"evaluation method must be knn or head, got {method!r}")
-    out = metrics(y, scores, classes, predicted)
-    # The metrics above are closed-set; this is how often in-scope examples would be answered "unknown".
+    similarity = nearest_of_predicted(Xs, y, predicted)
+    out = metrics(y, scores, classes, predicted, suggested_thresholds(similarity, predicted, y, classes))
+    # The metrics above are closed-set; this is how often in-scope examples would be answered "unknown" under the
+    # open-set thresholds learned from all of them (the held-out one included: a close, slightly low estimate).
+    if unknown_quantile > 0:
+        Xf = np.ascontiguousarray(Xs, dtype=np.float32)
+        index = faiss.IndexFlatIP(Xf.shape[1])
+        index.add(Xf)
+        thresholds, _ = openset.calibrate(*openset.evidence(Xf, y, classes, index.search), quantile=unknown_quantile)
+        limits = np.array([thresholds.get(classes[p], -np.inf) for p in predicted])
+        rejected |= similarity < limits
     out["unknown_rate"] = round(float(rejected.mean()), 4)
-    out["unknown_quantile"] = unknown_quantile if method == "knn" else None
+    out["unknown_quantile"] = unknown_quantile
     return {
         "method": method,
         "protocol": protocol,

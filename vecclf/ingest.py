@@ -36,12 +36,14 @@ BATCH = 64  # inputs embedded and written together
 
 @dataclass
 class AddReport:
-    """What an add/import did: new inputs, failures by source, and embedding-cache use."""
+    """What an add/import did: new inputs, duplicates of stored ones (their labels merged), failures by source,
+    and embedding-cache use."""
 
     added: list[dict[str, Any]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     embedded: int = 0
     cached: int = 0
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ids(self) -> list[int]:
@@ -51,6 +53,7 @@ class AddReport:
     def merge(self, other: AddReport) -> None:
         """Fold another report into this one."""
         self.added += other.added
+        self.duplicates += other.duplicates
         self.failures += other.failures
         self.embedded += other.embedded
         self.cached += other.cached
@@ -59,6 +62,7 @@ class AddReport:
         """JSON-ready form."""
         return {
             "added": self.added,
+            "duplicates": self.duplicates,
             "failures": [{"source": f.source, "reason": f.reason} for f in self.failures],
             "embedded": self.embedded,
             "cached": self.cached,
@@ -133,8 +137,14 @@ class Ingest:
         concepts: Sequence[str] = (),
         negatives: Sequence[str] = (),
         progress: Progress | None = None,
+        *,
+        keep_duplicates: bool = False,
     ) -> AddReport:
-        """Embed and store ``items`` labelled with ``concepts`` (and ``negatives``), :data:`BATCH` at a time."""
+        """Embed and store ``items`` labelled with ``concepts`` (and ``negatives``), :data:`BATCH` at a time.
+
+        An input already stored (same content or same vector) is reported in ``duplicates`` and only gains
+        the labels, unless ``keep_duplicates``.
+        """
         pos = tuple(check_concept_name(c) for c in concepts)
         neg = tuple(check_concept_name(c) for c in negatives)
         if set(pos) & set(neg):
@@ -152,9 +162,11 @@ class Ingest:
             new: list[NewInput] = []
             for embedded in done.embedded:
                 new += rows(embedded, pos, neg, at=len(new))
-            ids = self.store.add(new)
-            for row, new_id in zip(new, ids):
-                if row.kind != "frame":
+            written = self.store.write(new, keep_duplicates=keep_duplicates)
+            for n, (row, new_id) in enumerate(zip(new, written.ids)):
+                if n in written.duplicates:
+                    report.duplicates.append({"id": new_id, "kind": row.kind, "source": row.source})
+                elif row.kind != "frame":
                     report.added.append({"id": new_id, "kind": row.kind, "source": row.source})
             batch.clear()
 
@@ -168,12 +180,6 @@ class Ingest:
         commit()
         return report
 
-    def add_paths(
-        self, paths: Iterable[str | Path], concepts: Sequence[str], negatives: Sequence[str], progress: Progress | None
-    ) -> AddReport:
-        """Files and folders (``.txt``: a text per line)."""
-        return self.add(decode_paths(paths, limits=self.limits, draft=self.draft), concepts, negatives, progress)
-
     def import_path(
         self,
         path: str | Path,
@@ -182,6 +188,7 @@ class Ingest:
         label_column: str | None = None,
         limit_per_concept: int | None = None,
         progress: Progress | None = None,
+        keep_duplicates: bool = False,
     ) -> AddReport:
         """A folder (one subfolder per concept) or a CSV/JSONL text table with a label column."""
         p = Path(path)
@@ -194,7 +201,7 @@ class Ingest:
                 picked = files[:limit_per_concept] if limit_per_concept else files
                 skipped = [f for f in found if isinstance(f, Failure)]
                 lazy = itertools.chain(skipped, decode_paths(picked, limits=self.limits, draft=self.draft))
-                report.merge(self.add(lazy, [concept], (), progress))  # folders can be large: decoded lazily
+                report.merge(self.add(lazy, [concept], (), progress, keep_duplicates=keep_duplicates))  # decoded lazily
             return report
         table = read_text_table(p, text_column=text_column, label_column=label_column)
         groups: dict[str | None, list[tuple[int, str]]] = {}
@@ -203,5 +210,5 @@ class Ingest:
         for label in sorted(groups, key=lambda x: (x is None, x or "")):
             chosen = groups[label][:limit_per_concept] if limit_per_concept else groups[label]
             items = decode_texts(((f"{p}:{n}", text) for n, text in chosen), limits=self.limits)
-            report.merge(self.add(items, [label] if label else [], (), progress))
+            report.merge(self.add(items, [label] if label else [], (), progress, keep_duplicates=keep_duplicates))
         return report

@@ -21,9 +21,9 @@ from ..config import DEFAULT_C, DEFAULT_K, DEFAULT_UNKNOWN_QUANTILE
 from ..errors import InvalidInputError, NotFittedError
 from ..labels import UNKNOWN, LabelView
 from ..store import index as kinds
+from . import openset
 from .head import HeadWeights, Mode, fit_head, multilabel_targets
 from .knn import Votes, Weighting, rank, vote
-from .openset import class_vectors, open_set_thresholds
 
 
 def _fitted(estimator: BaseEstimator, attribute: str) -> None:
@@ -87,14 +87,14 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         Xn = unit_rows(X)
         self.view_ = LabelView.single_label(columns, names)
         self.index_ = kinds.build(kinds.check_kind(self.index), Xn.shape[1], self.view_.ids, Xn)
-        vectors = class_vectors(self.view_, self.view_.ids, Xn)
-        self.thresholds_ = open_set_thresholds(vectors, quantile=self.unknown_quantile)
+        genuine, impostor = openset.evidence(Xn, columns, names, lambda q, k: kinds.search(self.index_, q, k))
+        self.thresholds_, self.calibration_ = openset.calibrate(genuine, impostor, quantile=self.unknown_quantile)
         return self
 
     def _votes(self, X: Any) -> Votes:
         _fitted(self, "index_")
         Xn = unit_rows(_checked(self, X, reset=False))
-        sims, ids = self.index_.search(Xn, min(self.k, self.index_.ntotal))
+        sims, ids = kinds.search(self.index_, Xn, min(self.k, self.index_.ntotal))
         return vote(
             sims,
             ids,

@@ -1,147 +1,157 @@
-"""Open-set thresholds and 1:1 verification thresholds, learned from the stored examples (numpy only).
+"""Open-set thresholds, learned from the stored examples: when an answer is "unknown" (numpy only).
 
-A concept's open-set threshold comes from the leave-one-out similarity of each of its examples to the
-nearest other example of the same concept; the verification threshold of a space separates
-same-concept from other-concept scores. :class:`ThresholdCache` keeps both per space and recomputes
-only the concepts a write touched.
+One threshold per concept, on one score: the similarity of a query to the concept's nearest stored example.
+Predictions of every method answer "unknown" below it, and 1:1 verification accepts from it, so the two
+always agree. It is set from two kinds of evidence:
+
+- *genuine* similarities: each example's similarity to the nearest other example of its own concept
+  (leave-one-out; identical vectors — duplicates — are the same example and never count);
+- *impostor* similarities: each example's similarity to the nearest example of another concept.
+
+The rule, with ``q`` the unknown quantile (default 1%):
+
+1. ``T``, the space's cut between genuine and impostor: with both kinds (at least five of each), the point
+   where their normal fits are equally many standard deviations away (``(mu_i*sd_g + mu_g*sd_i) / (sd_g +
+   sd_i)``). With impostors only (one example per concept): for a model trained to separate identities
+   (faces), the impostors' fitted ``1 - q`` quantile (``q`` of strangers let through); for any other model,
+   their ``q`` quantile (only what is less similar to every concept than almost every pair of concepts is).
+2. A concept's own estimate keeps ``1 - q`` of genuine answers: the ``q`` quantile of its genuine
+   similarities, shrunk toward the pooled quantile of all concepts by its number of examples ``n``:
+   ``(n * own + m * pooled) / (n + m)`` with ``m = 1/q`` (a concept weighs half once it has the ``1/q``
+   examples a ``q`` quantile needs to be seen at all).
+3. The threshold is the lower of the two, so an open-set answer never rejects more genuine queries than
+   ``q`` (as far as the examples tell), and a clean separation (faces) puts it between the two kinds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..labels import LabelView, locate, sample_rows
+from ..labels import sample_rows
 
-LOO_MAX_EXAMPLES = 2000  # examples per class behind an open-set threshold (a seeded sample beyond this)
+Result = tuple[np.ndarray, np.ndarray]
+LOO_MAX_EXAMPLES = 2000  # examples per concept behind its genuine similarities (a seeded sample beyond this)
+IMPOSTOR_EXAMPLES = 100  # examples per concept searched for their nearest impostor (a seeded sample beyond this)
+SAME_EXAMPLE = 1 - 1e-6  # vectors at least this similar are one example (a duplicate), not neighbours
+IMPOSTOR_K = 16  # neighbours searched for an example's nearest example of another concept
+MIN_EVIDENCE = 5  # fewer similarities of a kind than this are too few to fit (treated as none)
 
 
-def loo_similarities(vectors: np.ndarray, *, max_examples: int = LOO_MAX_EXAMPLES, seed: int = 0) -> np.ndarray:
-    """Leave-one-out nearest-neighbour similarity of each example to the others of its class."""
+def check_quantile(quantile: float) -> float:
+    """``quantile`` if it is a valid unknown quantile (0 turns open-set answers off)."""
+    if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0.0 <= quantile < 0.5:
+        raise InvalidInputError(f"unknown quantile must be a number in [0, 0.5), got {quantile!r}")
+    return float(quantile)
+
+
+def genuine_similarities(vectors: np.ndarray, *, max_examples: int = LOO_MAX_EXAMPLES, seed: int = 0) -> np.ndarray:
+    """Each example's similarity to the nearest *other* example of its concept; identical vectors (duplicates) are
+    one example, counted once and never their own neighbour."""
     if len(vectors) < 2:
         return np.zeros(0, dtype=np.float64)
     if len(vectors) > max_examples:
         vectors = vectors[sample_rows(len(vectors), max_examples, seed)]
-    gram = vectors @ vectors.T
-    np.fill_diagonal(gram, -np.inf)
-    return gram.max(axis=1).astype(np.float64)
+    gram = (vectors @ vectors.T).astype(np.float64)
+    same = gram >= SAME_EXAMPLE
+    first = ~np.tril(same, k=-1).any(axis=1)  # a duplicate of an earlier row is that example again: counted once
+    gram[same] = -np.inf  # itself, and its duplicates
+    best = gram[first].max(axis=1)
+    return best[np.isfinite(best)]
 
 
-def open_set_thresholds(
-    class_vectors: dict[str, np.ndarray], *, quantile: float, min_examples: int = 5, seed: int = 0
-) -> dict[str, float]:
-    """Per-class similarity thresholds below which a query is answered ``unknown``.
-
-    The ``quantile`` of the class's leave-one-out nearest-example similarities; classes
-    with fewer than ``min_examples`` use the pooled distribution of all classes; with no
-    pooled evidence at all, no threshold (``-inf``).
-    """
-    loo = {c: loo_similarities(v, seed=seed) for c, v in class_vectors.items()}
-    return thresholds_from_loo(loo, quantile=quantile, min_examples=min_examples)
-
-
-def thresholds_from_loo(
-    loo: dict[str, np.ndarray], *, quantile: float, min_examples: int = 5, known: Mapping[str, float] | None = None
-) -> dict[str, float]:
-    """:func:`open_set_thresholds` from each class's leave-one-out similarities (see :func:`loo_similarities`).
-
-    ``known`` holds thresholds already computed from the same similarities (at the same quantile) for classes
-    that have not changed: they are kept, except fallbacks, which depend on every class.
-    """
-    if not 0.0 <= quantile < 1.0:
-        raise InvalidInputError(f"unknown quantile must be in [0, 1), got {quantile}")
-    known = known or {}
-    out: dict[str, float] = {}
-    small = []
-    for c, s in loo.items():
-        if quantile == 0:
-            out[c] = -np.inf
-        elif len(s) < min_examples:
-            small.append(c)
-        else:
-            out[c] = known[c] if c in known else float(np.quantile(s, quantile))
-    if small:
-        pooled = np.concatenate(list(loo.values()))
-        fallback = float(np.quantile(pooled, quantile)) if len(pooled) >= min_examples else -np.inf
-        out.update(dict.fromkeys(small, fallback))
-    return out
-
-
-def class_vectors(view: LabelView, ids: np.ndarray, vectors: np.ndarray) -> dict[str, np.ndarray]:
-    """Vectors of each class's positive examples (a video is represented by its pooled vector)."""
-    out: dict[str, np.ndarray] = {}
-    pos, present = locate(ids, view.label_roots)
-    for c, name in enumerate(view.classes):
-        members = present & (view.matrix[:, c] > 0)
-        out[name] = vectors[pos[members]]
-    return out
+def nearest_impostors(sims: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """From each example's search results (``sims`` descending, ``other[i, j]``: the j-th neighbour is an example
+    of another concept), the similarity of its nearest example of another concept; where none is among the
+    results, the least similar result's (it can be no more similar than that); ``-inf`` with no results."""
+    usable = other & (sims < SAME_EXAMPLE) & np.isfinite(sims)
+    found = sims[np.arange(len(sims)), usable.argmax(axis=1)].astype(np.float64)
+    least = np.where(np.isfinite(sims), sims, np.inf).min(axis=1, initial=np.inf).astype(np.float64)
+    return np.where(usable.any(axis=1), found, np.where(np.isfinite(least), least, -np.inf))
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """A 1:1 verification threshold and the evidence it was learned from."""
+    """How a space's thresholds were set: its cut and the evidence behind it."""
 
-    threshold: float  # -inf when there was nothing to learn from
-    method: str  # balanced-error | impostors-only | genuine-only | none
-    genuine: int  # same-concept scores used
-    impostor: int  # other-concept scores used
-
-
-def _balanced_error_threshold(genuine: np.ndarray, impostor: np.ndarray) -> float:
-    """The cut that minimises (false-reject rate + false-accept rate) / 2, centred among equal cuts."""
-    scores = np.unique(np.concatenate([genuine, impostor]))
-    cuts = np.concatenate([[scores[0] - 1e-6], (scores[:-1] + scores[1:]) / 2, [scores[-1] + 1e-6]])
-    g, i = np.sort(genuine), np.sort(impostor)
-    frr = np.searchsorted(g, cuts, side="left") / len(g)  # genuine below the cut
-    far = 1.0 - np.searchsorted(i, cuts, side="left") / len(i)  # impostors at or above it
-    ber = (frr + far) / 2
-    best = np.flatnonzero(ber <= ber.min() + 1e-12)
-    return float(cuts[best[len(best) // 2]])
+    threshold: float  # the space-level cut (-inf: none)
+    method: str  # eer | genuine-only | impostors-only | none | off
+    genuine: int  # genuine similarities used
+    impostor: int  # impostor similarities used
 
 
-def verification_calibration(
-    view: LabelView,
-    ids: np.ndarray,
-    vectors: np.ndarray,
+def _pooled(parts: Mapping[str, np.ndarray]) -> np.ndarray:
+    arrays = [np.asarray(a, dtype=np.float64) for a in parts.values() if len(a)]
+    return np.concatenate(arrays) if arrays else np.zeros(0)
+
+
+def calibrate(
+    genuine: Mapping[str, np.ndarray],
+    impostor: Mapping[str, np.ndarray],
     *,
-    far: float = 0.01,
-    quantile: float = 0.01,
-    max_examples: int = 2000,
-    seed: int = 0,
-) -> Calibration:
-    """One threshold for 1:1 verification in a space, learned from its labelled examples.
+    quantile: float,
+    identity: bool = False,
+) -> tuple[dict[str, float], Calibration]:
+    """Per-concept thresholds (``-inf``: never unknown) from each concept's genuine and impostor similarities.
 
-    A score is the best similarity to a concept's examples. Genuine scores: each example against
-    the other examples of its concept (leave-one-out); impostor scores: each example against a
-    concept it does not belong to. With both, the balanced-error cut; with impostors only (one
-    photo per concept), the cut that accepts a fraction ``far`` of them; with genuine scores only,
-    their ``quantile``.
+    ``identity``: the embedder was trained to separate identities (see the module's rule, step 1).
     """
-    pos, present = locate(ids, view.label_roots)
-    members = view.matrix[present] > 0
-    V = vectors[pos[present]]
-    if len(V) > max_examples:
-        pick = sample_rows(len(V), max_examples, seed)
-        V, members = V[pick], members[pick]
-    sims = V @ V.T
-    np.fill_diagonal(sims, -np.inf)
-    genuine, impostor = [], []
-    for c in range(members.shape[1]):
-        m = members[:, c]
-        if not m.any():
-            continue
-        best = sims[:, m].max(axis=1)
-        genuine.append(best[m][np.isfinite(best[m])])
-        impostor.append(best[~m])
-    g = np.concatenate(genuine) if genuine else np.zeros(0)
-    i = np.concatenate(impostor) if impostor else np.zeros(0)
-    if len(g) and len(i):
-        return Calibration(_balanced_error_threshold(g, i), "balanced-error", len(g), len(i))
-    if len(i):
-        return Calibration(float(np.quantile(i, 1.0 - far)), "impostors-only", 0, len(i))
-    if len(g) >= 2:
-        return Calibration(float(np.quantile(g, quantile)), "genuine-only", len(g), 0)
-    return Calibration(-np.inf, "none", len(g), 0)
+    q = check_quantile(quantile)
+    concepts = sorted(set(genuine) | set(impostor))
+    gen, imp = _pooled(genuine), _pooled(impostor)
+    if q == 0:
+        return dict.fromkeys(concepts, -np.inf), Calibration(-np.inf, "off", len(gen), len(imp))
+    enough_g, enough_i = len(gen) >= MIN_EVIDENCE, len(imp) >= MIN_EVIDENCE
+    if enough_g and enough_i:
+        sd_g, sd_i = max(float(gen.std(ddof=1)), 1e-9), max(float(imp.std(ddof=1)), 1e-9)
+        cut = (float(imp.mean()) * sd_g + float(gen.mean()) * sd_i) / (sd_g + sd_i)
+        method = "eer"
+    elif enough_g:
+        cut, method = np.inf, "genuine-only"
+    elif enough_i:
+        if identity:
+            cut = float(imp.mean()) + NormalDist().inv_cdf(1 - q) * float(imp.std(ddof=1))
+        else:
+            cut = float(np.quantile(imp, q))
+        return dict.fromkeys(concepts, cut), Calibration(cut, "impostors-only", len(gen), len(imp))
+    else:
+        return dict.fromkeys(concepts, -np.inf), Calibration(-np.inf, "none", len(gen), len(imp))
+    pooled_q = float(np.quantile(gen, q))
+    prior = 1.0 / q
+    out = {}
+    for c in concepts:
+        own = np.asarray(genuine.get(c, ()), dtype=np.float64)
+        keep = (len(own) * float(np.quantile(own, q)) + prior * pooled_q) / (len(own) + prior) if len(own) else pooled_q
+        out[c] = min(keep, cut)
+    return out, Calibration(min(pooled_q, cut), method, len(gen), len(imp))
+
+
+def evidence(
+    vectors: np.ndarray, columns: np.ndarray, classes: list[str], search: Callable[[np.ndarray, int], Result]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Genuine and impostor similarities of single-label examples held in memory.
+
+    ``columns[i]``: the class index of row ``i``; ``search(queries, k)``: ``(sims, rows)`` of the nearest rows,
+    as a FAISS index over the same rows answers (a query's own row included).
+    """
+    genuine, impostor = {}, {}
+    picked = []
+    for c, name in enumerate(classes):
+        members = np.flatnonzero(columns == c)
+        genuine[name] = genuine_similarities(vectors[members])
+        picked.append(members[sample_rows(len(members), IMPOSTOR_EXAMPLES, 1)])
+    queries = np.concatenate(picked) if picked else np.zeros(0, np.int64)
+    if len(queries) == 0 or len(classes) < 2:  # with one concept there are no impostors
+        return genuine, {name: np.zeros(0) for name in classes}
+    sims, rows = search(np.ascontiguousarray(vectors[queries]), min(IMPOSTOR_K, len(vectors)))
+    known = rows >= 0
+    other = known & (columns[np.where(known, rows, 0)] != columns[queries][:, None])
+    nearest = nearest_impostors(sims, other)
+    for c, name in enumerate(classes):
+        found = nearest[columns[queries] == c]
+        impostor[name] = found[np.isfinite(found)]
+    return genuine, impostor

@@ -17,26 +17,30 @@ import numpy as np
 from ..config import DEFAULT_K, DEFAULT_TOP, DEFAULT_UNKNOWN_QUANTILE, METHODS
 from ..embed import Embedder
 from ..errors import InvalidInputError, ModalityError
-from ..labels import UNKNOWN, LabelView, check_concept_name, locate, sample_rows
+from ..labels import UNKNOWN, LabelView, check_concept_name
 from ..store import SpaceState, Store
 from . import knn, openset, zeroshot
 from .head import HeadWeights
+from .thresholds import StoreThresholds, Thresholds
 
 
 @dataclass(frozen=True)
 class Prediction:
     """A prediction with its evidence.
 
-    ``concept`` is ``"unknown"`` when the best concept falls below its open-set
-    threshold; ``nearest`` is the best concept regardless.
+    ``concept`` is ``"unknown"`` when the best concept falls below its open-set threshold (``rejected_by`` says
+    which rule); ``nearest`` is the best concept regardless.
     """
 
     source: str
     concept: str
     score: float
     nearest: str | None
+    similarity: float | None  # of the nearest stored example of ``nearest``: what ``threshold`` is held against
     threshold: float | None
+    rejected_by: str | None  # why the answer is "unknown": nearest-example | negative-votes | below-0.5
     method: str
+    stale: bool  # answered by a head trained before the store's last change
     scores: dict[str, float]
     neighbours: list[dict[str, Any]]
 
@@ -63,14 +67,6 @@ class Hit:
         return dict(self.__dict__)
 
 
-@dataclass
-class _Thresholds:
-    generation: int
-    quantile: float
-    loo: dict[str, np.ndarray]  # each concept's leave-one-out similarities
-    values: dict[str, float]
-
-
 class Predictor:
     """Answers for query vectors from one store: k-NN, head, zero-shot and 1:1 verification.
 
@@ -89,52 +85,28 @@ class Predictor:
         self.k = k
         self.unknown_quantile = unknown_quantile
         self._embedder = embedder
-        self._thresholds: dict[str, _Thresholds] = {}
-        self._calibrations: dict[str, tuple[int, openset.Calibration]] = {}
+        self._thresholds = StoreThresholds(store)
         self._heads: dict[str, tuple[int, HeadWeights]] = {}
 
     # ------------------------------------------------------------------ what answers are computed from
-    def thresholds(self, space: str, view: LabelView | None = None) -> dict[str, float]:
-        """Open-set thresholds of each concept in ``space`` (``view``: its current labels, when known).
-
-        After a write only the concepts it touched are recomputed (the label view says which),
-        so a new concept in a large store reads just its own examples.
-        """
-        view = view if view is not None else self.store.label_view(space)
-        cached = self._thresholds.get(space)
-        if cached is not None and (cached.generation, cached.quantile) == (view.generation, self.unknown_quantile):
-            return cached.values
-        changed = view.changed_since(cached.generation) if cached is not None else None
-        old_loo = cached.loo if cached is not None and changed is not None else {}
-        old_values = cached.values if cached is not None and cached.quantile == self.unknown_quantile else {}
-        unchanged = {c for c in view.classes if c in old_loo and c not in (changed or ())}
-        loo = {c: old_loo[c] for c in unchanged}
-        stale = [j for j, c in enumerate(view.classes) if c not in unchanged]
-        if stale:
-            wanted = []
-            for j in stale:  # read at most the sample each threshold is computed from, not whole classes
-                members = view.members(j)
-                wanted.append(members[sample_rows(len(members), openset.LOO_MAX_EXAMPLES, 0)])
-            ids, vecs = self.store.vectors(space, np.unique(np.concatenate(wanted)).tolist())
-            for j, members in zip(stale, wanted):
-                pos, ok = locate(ids, members)  # a member deleted meanwhile is skipped
-                loo[view.classes[j]] = openset.loo_similarities(vecs[pos[ok]])
-        known = {c: old_values[c] for c in unchanged if c in old_values}
-        values = openset.thresholds_from_loo(loo, quantile=self.unknown_quantile, known=known)
-        self._thresholds[space] = _Thresholds(view.generation, self.unknown_quantile, loo, values)
-        return values
+    def thresholds(
+        self, space: str, view: LabelView | None = None, *, unknown_quantile: float | None = None
+    ) -> dict[str, float]:
+        """Open-set thresholds of each concept in ``space`` (``view``: its current labels, when known); the rule
+        is :mod:`vecclf.classify.openset`'s, and a threshold a user set replaces the learned one."""
+        return self.threshold_state(space, view, unknown_quantile=unknown_quantile).values
 
     def calibration(self, space: str) -> openset.Calibration:
-        """The space's 1:1 verification threshold, learned from its labelled examples (kept per generation)."""
-        view = self.store.label_view(space)
-        cached = self._calibrations.get(space)
-        if cached is not None and cached[0] == view.generation:
-            return cached[1]
-        sample = view.rows(sample_rows(len(view.label_roots), openset.LOO_MAX_EXAMPLES, 0))  # read only what is used
-        ids, vecs = self.store.vectors(space, sample.label_roots.tolist())
-        result = openset.verification_calibration(sample, ids, vecs)
-        self._calibrations[space] = (view.generation, result)
-        return result
+        """How the thresholds of ``space`` were set, and from how much evidence."""
+        return self.threshold_state(space).calibration
+
+    def threshold_state(
+        self, space: str, view: LabelView | None = None, *, unknown_quantile: float | None = None
+    ) -> Thresholds:
+        """The thresholds of ``space`` with how they were set (``unknown_quantile``: else the predictor's)."""
+        view = view if view is not None else self.store.label_view(space)
+        q = self.unknown_quantile if unknown_quantile is None else openset.check_quantile(unknown_quantile)
+        return self._thresholds.get(space, view, q)
 
     def head(self, space: str) -> tuple[HeadWeights, bool] | None:
         """The stored head for ``space`` and whether it is fresh (trained at the current generation)."""
@@ -194,6 +166,7 @@ class Predictor:
         top: int = DEFAULT_TOP,
         weighting: knn.Weighting = "similarity",
         sources: Sequence[str] | None = None,
+        unknown_quantile: float | None = None,
     ) -> list[Prediction]:
         """Predictions for a batch of query vectors in ``space``, read under one consistent view of the store.
 
@@ -206,8 +179,9 @@ class Predictor:
             raise InvalidInputError("k and top must be positive")
         if method not in METHODS:
             raise InvalidInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        q = self.unknown_quantile if unknown_quantile is None else openset.check_quantile(unknown_quantile)
         with self.store.reading():
-            return self._predict(space, np.asarray(vectors, dtype=np.float32), method, k, top, weighting, sources)
+            return self._predict(space, np.asarray(vectors, dtype=np.float32), method, k, top, weighting, sources, q)
 
     def _predict(
         self,
@@ -218,6 +192,7 @@ class Predictor:
         top: int,
         weighting: knn.Weighting,
         sources: Sequence[str] | None,
+        quantile: float,
     ) -> list[Prediction]:
         state = self.store.state(space)  # one read of what this batch is answered from
         found = self._head(state) if method in ("auto", "head") else None
@@ -227,43 +202,53 @@ class Predictor:
             self.check_queryable(space, state.vectors)
             raise InvalidInputError("no labelled examples to classify with; add examples with a concept first")
         votes = self._vote(state, vectors, k, weighting) if view.classes else None
-        thresholds: dict[str, float] = {}
+        thresholds = self.thresholds(space, view, unknown_quantile=quantile) if view.classes else {}
         classes: list[str]
+        multilabel = False
         if used == "knn":
             assert votes is not None
-            classes, scores, support = view.classes, votes.scores, votes.support
-            thresholds = self.thresholds(space, view)
+            classes, scores, tiebreak = view.classes, votes.scores, votes.support
         elif used == "head":
             if found is None:
                 from ..errors import NotFittedError  # scikit-learn's too: imported only when needed
 
                 raise NotFittedError("no head trained for this store yet; run `vecclf train` (or use --method knn)")
-            head, _ = found
-            classes, scores = list(head.classes), head.predict_proba(vectors)
-            support = scores
-            if head.mode == "multilabel":
-                thresholds = dict.fromkeys(classes, 0.5)
+            head = found[0]
+            classes, scores, multilabel = list(head.classes), head.predict_proba(vectors), head.mode == "multilabel"
+            tiebreak = scores
         else:
             classes, scores = self._zeroshot(space, vectors, view, votes)
-            support = scores
-        order = knn.rank(scores, support)
+            tiebreak = scores
+        order = knn.rank(scores, tiebreak)
+        best = order[:, 0]
+        answered = [classes[b] for b in best]
+        nearest = self._nearest_similarity(space, vectors, answered, view, votes)
         neighbour_ids = sorted({nb[0] for row in votes.neighbours for nb in row}) if votes else []
         records = {r.id: r for r in self.store.get(neighbour_ids)}
+        stale = used == "head" and found is not None and not found[1]
         out: list[Prediction] = []
         for i in range(len(vectors)):
-            best = int(order[i, 0])
-            name = classes[best]
-            score = float(scores[i, best])
+            name, score = answered[i], float(scores[i, best[i]])
             threshold = thresholds.get(name, -np.inf)
-            accepted = score > 0 and float(support[i, best]) >= threshold
+            similarity = nearest[i]
+            rejected_by = None
+            if score <= 0:
+                rejected_by = "negative-votes"
+            elif multilabel and score < 0.5:
+                rejected_by = "below-0.5"
+            elif similarity is not None and similarity < threshold:
+                rejected_by = "nearest-example"
             out.append(
                 Prediction(
                     source=sources[i] if sources else f"<query {i}>",
-                    concept=name if accepted else UNKNOWN,
+                    concept=UNKNOWN if rejected_by else name,
                     score=round(score, 6),
                     nearest=name if score > 0 else None,
+                    similarity=None if similarity is None else round(similarity, 6),
                     threshold=None if not np.isfinite(threshold) else round(float(threshold), 6),
+                    rejected_by=rejected_by,
                     method=used,
+                    stale=stale,
                     scores={classes[c]: round(float(scores[i, c]), 6) for c in order[i, :top] if scores[i, c] > 0},
                     neighbours=[
                         {
@@ -277,6 +262,32 @@ class Predictor:
                     ],
                 )
             )
+        return out
+
+    def _nearest_similarity(
+        self, space: str, vectors: np.ndarray, answered: list[str], view: LabelView, votes: knn.Votes | None
+    ) -> list[float | None]:
+        """For each query, its similarity to the nearest stored example of the concept it was answered (None for a
+        concept without examples). The vote's neighbours hold it whenever any example of that concept is among
+        them; the rest (head and zero-shot answers) are searched among that concept's examples."""
+        column = {c: j for j, c in enumerate(view.classes)}
+        out: list[float | None] = [None] * len(answered)
+        missing: dict[str, list[int]] = {}
+        for i, name in enumerate(answered):
+            j = column.get(name)
+            if j is None:
+                continue
+            value = float(votes.support[i, j]) if votes is not None else -np.inf
+            if np.isfinite(value):
+                out[i] = value
+            else:
+                missing.setdefault(name, []).append(i)
+        for name, rows in missing.items():
+            members = self.store.concept_member_ids(space, name)
+            if len(members):
+                sims, _ = self.store.search(space, vectors[rows], 1, restrict_to=members)
+                for i, sim in zip(rows, sims[:, 0]):
+                    out[i] = float(sim)
         return out
 
     def _zeroshot(
@@ -328,25 +339,39 @@ class Predictor:
         ]
 
     # ------------------------------------------------------------------ verifying
-    def verify(self, space: str, vectors: np.ndarray, concept: str, sources: Sequence[str]) -> list[dict[str, Any]]:
-        """1:1 verification of each query against ``concept``: the best similarity to one of its examples,
-        against the space's calibrated threshold (see :meth:`calibration`)."""
+    def verify(
+        self,
+        space: str,
+        vectors: np.ndarray,
+        concept: str,
+        sources: Sequence[str],
+        *,
+        unknown_quantile: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """1:1 verification of each query against ``concept``: its best similarity to one of the concept's examples,
+        against the concept's threshold — the same one below which predictions answer "unknown"."""
         name = check_concept_name(concept)
         with self.store.reading():
             members = self.store.concept_member_ids(space, name)
             if len(members) == 0:
                 raise InvalidInputError(f"concept {name!r} has no examples in the {space} space to verify against")
             sims, ids = self.store.search(space, np.asarray(vectors, np.float32), 1, restrict_to=members)
-            cal = self.calibration(space)
-        calibrated = bool(np.isfinite(cal.threshold))
+            state = self.threshold_state(space, unknown_quantile=unknown_quantile)
+        threshold = state.values.get(name, -np.inf)
+        cal = state.calibration
+        calibrated = bool(np.isfinite(threshold))
         return [
             {
                 "source": source,
                 "concept": name,
-                "verified": bool(calibrated and float(sims[i, 0]) >= cal.threshold),
+                "verified": bool(calibrated and float(sims[i, 0]) >= threshold),
                 "score": round(float(sims[i, 0]), 6),
-                "threshold": round(cal.threshold, 6) if calibrated else None,
-                "calibration": {"method": cal.method, "genuine": cal.genuine, "impostor": cal.impostor},
+                "threshold": round(threshold, 6) if calibrated else None,
+                "calibration": {
+                    "method": "set" if name in state.set_by_user else cal.method,
+                    "genuine": cal.genuine,
+                    "impostor": cal.impostor,
+                },
                 "nearest_id": int(ids[i, 0]),
                 "reason": None if calibrated else "too few examples to learn a threshold",
             }

@@ -31,7 +31,8 @@ def training_data(store: Store, space: str) -> tuple[np.ndarray, np.ndarray, lis
 
 
 def choose_mode(mode: str, Y: np.ndarray, n_classes: int, any_negative: bool) -> str:
-    """``mode`` itself, or for ``auto``: exclusive when each example has exactly one concept and none is negative."""
+    """``mode`` itself, or for ``auto``: exclusive when each example of the space has exactly one concept and none
+    of them is an explicit negative (decided per space: negatives elsewhere do not count)."""
     if mode not in MODES:
         raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode != "auto":
@@ -60,7 +61,8 @@ def train_heads(
         X, Y, classes = training_data(store, sp)
         if len(classes) == 0:
             continue
-        chosen = choose_mode(mode, Y, len(classes), any(c.negatives for c in store.concepts()))
+        negatives = bool((store.label_view(sp).matrix < 0).any())
+        chosen = choose_mode(mode, Y, len(classes), negatives)
         import torch  # noqa: F401  (imported before timing: the first import takes seconds)
 
         started = time.perf_counter()

@@ -33,9 +33,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    url = urlparse(constants.ENDPOINT)
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
     except OSError:
         return False
     return True
@@ -132,6 +132,11 @@ class OpenCLIPEmbedder(BaseEmbedder):
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def model(self) -> Any:
+        """The underlying ``open_clip`` model (a torch module)."""
+        return self._model
 
     @property
     def input_size(self) -> int:

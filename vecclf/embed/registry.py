@@ -48,6 +48,11 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+IDENTITY_KINDS = frozenset({"faces"})
+"""Embedder kinds trained to separate identities (any two photos of one person are more similar than photos of
+two people): with one example per concept, their open-set thresholds may come from impostor similarities alone."""
+
+
 def parse_model(model: str, checkpoint: str | Path | None = None) -> dict[str, Any]:
     """Turn a model string into a loader spec.
 

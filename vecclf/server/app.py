@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..classifier import ConceptClassifier
+from ..classify.openset import check_quantile
 from ..config import ServerLimits
 from ..embed import embed_items
 from ..errors import InvalidInputError, ReadOnlyError, VecclfError
@@ -41,9 +42,12 @@ def _path_values(request: Request, ep: Endpoint) -> dict[str, Any]:
     out = {}
     for f in ep.path_fields:
         raw = request.path_params[f.name]
-        if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
-            raise InvalidInputError(f"{f.name.replace('_', ' ')} must be a positive 64-bit integer")
-        out[f.name] = f.check(int(raw))
+        if f.kind == "integer":
+            if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+                raise InvalidInputError(f"{f.name.replace('_', ' ')} must be a positive 64-bit integer")
+            out[f.name] = f.check(int(raw))
+        else:
+            out[f.name] = f.check(raw)
     return out
 
 
@@ -79,11 +83,13 @@ def create_app(
     read_only: bool = False,
     limits: ServerLimits | None = None,
     classifier: ConceptClassifier | None = None,
+    unknown_quantile: float | None = None,
 ) -> Starlette:
     """Build the API over the store at ``store`` (opened at startup, closed at shutdown).
 
     ``token`` (default ``$VECCLF_TOKEN``) requires ``Authorization: Bearer <token>`` on every
     route but ``/healthz`` and the page. ``classifier`` serves an already-open store instead (tests, embedding).
+    ``unknown_quantile``: the open-set default for this server (a request may give its own).
     """
     lim = limits or ServerLimits()
     secret = token if token is not None else os.environ.get("VECCLF_TOKEN") or None
@@ -97,6 +103,8 @@ def create_app(
             if classifier is not None
             else await run_in_threadpool(ConceptClassifier.open, store, read_only=read_only)
         )
+        if unknown_quantile is not None:
+            clf.unknown_quantile = check_quantile(unknown_quantile)
         emb = await run_in_threadpool(lambda: clf.embedder)  # load the model before the first request
 
         def embedding(split: bool) -> Callable[[list[Item]], Results]:

@@ -43,9 +43,23 @@ async def concepts(request: Request, call: Call) -> Response:
 
 
 async def add_inputs(request: Request, call: Call) -> Response:
-    clf = _clf(request)
-    report = await run_in_threadpool(clf.add_items, call.items, call.values["concepts"], call.values["negatives"])
+    clf, v = _clf(request), call.values
+    report = await run_in_threadpool(
+        lambda: clf.add_items(call.items, v["concepts"], v["negatives"], keep_duplicates=v["keep_duplicates"])
+    )
     return JSONResponse(report.to_dict(), status_code=201)
+
+
+async def set_threshold(request: Request, call: Call) -> Response:
+    clf, v = _clf(request), call.values
+    await run_in_threadpool(clf.set_threshold, v["name"], v["threshold"])
+    return JSONResponse({"concept": v["name"], "threshold_set": v["threshold"]})
+
+
+async def clear_threshold(request: Request, call: Call) -> Response:
+    clf, v = _clf(request), call.values
+    await run_in_threadpool(clf.set_threshold, v["name"], None)
+    return JSONResponse({"concept": v["name"], "threshold_set": None})
 
 
 async def delete_input(request: Request, call: Call) -> Response:
@@ -55,13 +69,13 @@ async def delete_input(request: Request, call: Call) -> Response:
 
 async def predict(request: Request, call: Call) -> Response:
     clf, v = _clf(request), call.values
-    if call.stored_id is not None:
-        preds = await run_in_threadpool(
-            clf.predict_stored, [call.stored_id], method=v["method"], k=v["k"], top=v["top"]
-        )
+    options = {"method": v["method"], "k": v["k"], "top": v["top"], "unknown_quantile": v["unknown_quantile"]}
+    stored = call.stored_id
+    if stored is not None:
+        preds = await run_in_threadpool(lambda: clf.predict_stored([stored], **options))
     else:
         embedded = await _embedded(request, call)
-        preds = await run_in_threadpool(clf.predict_embedded, embedded, method=v["method"], k=v["k"], top=v["top"])
+        preds = await run_in_threadpool(lambda: clf.predict_embedded(embedded, **options))
     return JSONResponse({"predictions": [p.to_dict() for p in preds]})
 
 
@@ -84,7 +98,10 @@ async def train(request: Request, call: Call) -> Response:
 
 async def verify(request: Request, call: Call) -> Response:
     embedded = await _embedded(request, call)
-    out = await run_in_threadpool(_clf(request).verify_embedded, embedded, concept=call.values["concept"])
+    clf, v = _clf(request), call.values
+    out = await run_in_threadpool(
+        lambda: clf.verify_embedded(embedded, concept=v["concept"], unknown_quantile=v["unknown_quantile"])
+    )
     return JSONResponse({"verifications": out})
 
 

@@ -78,17 +78,43 @@ def endpoints(limits: ServerLimits) -> list[Endpoint]:
         "concept", "string", "the concept to verify against", required=True, min_length=1, max_length=MAX_CONCEPT_CHARS
     )
     input_id = Field("input_id", "integer", "an input id", required=True, minimum=1, maximum=MAX_ID)
+    name = Field("name", "string", "a concept's name", required=True, min_length=1, max_length=MAX_CONCEPT_CHARS)
+    quantile = Field(
+        "unknown_quantile",
+        "number",
+        "share of in-scope answers the open-set thresholds reject (0: never unknown)",
+        minimum=0,
+        maximum=0.4999,
+    )
+    keep = Field("keep_duplicates", "boolean", "store inputs already stored (else only their labels merge)", False)
     queries = (text, texts, image)
     return [
         Endpoint("GET", "/healthz", handlers.healthz, "liveness (no token needed)", public=True),
-        Endpoint("GET", "/concepts", handlers.concepts, "concepts with example counts"),
+        Endpoint("GET", "/concepts", handlers.concepts, "concepts with example counts and open-set thresholds"),
+        Endpoint(
+            "PUT",
+            "/concepts/{name}/threshold",
+            handlers.set_threshold,
+            "set a concept's open-set threshold (a similarity: answers below it are unknown, verification fails)",
+            fields=(name, Field("threshold", "number", "similarity threshold", required=True, minimum=-1, maximum=1)),
+            body_required=True,
+            writes=True,
+        ),
+        Endpoint(
+            "DELETE",
+            "/concepts/{name}/threshold",
+            handlers.clear_threshold,
+            "go back to the threshold learned from the concept's examples",
+            fields=(name,),
+            writes=True,
+        ),
         Endpoint(
             "POST",
             "/inputs",
             handlers.add_inputs,
             "add texts, a base64 image, or uploaded images/videos with concept labels",
-            fields=(*queries, concepts, negatives),
-            form=(files, concepts, negatives),
+            fields=(*queries, concepts, negatives, keep),
+            form=(files, concepts, negatives, keep),
             body_required=True,
             writes=True,
             status=201,
@@ -106,8 +132,8 @@ def endpoints(limits: ServerLimits) -> list[Endpoint]:
             "/predict",
             handlers.predict,
             "classify inputs (or a stored input by id)",
-            fields=(*queries, stored, faces, method, k_votes, top),
-            form=(files, faces, method, k_votes, top),
+            fields=(*queries, stored, faces, method, k_votes, top, quantile),
+            form=(files, faces, method, k_votes, top, quantile),
             body_required=True,
         ),
         Endpoint(
@@ -135,8 +161,8 @@ def endpoints(limits: ServerLimits) -> list[Endpoint]:
             "/verify",
             handlers.verify,
             "1:1 verification of inputs against one concept",
-            fields=(*queries, faces, concept),
-            form=(files, faces, concept),
+            fields=(*queries, faces, concept, quantile),
+            form=(files, faces, concept, quantile),
             body_required=True,
         ),
         Endpoint(

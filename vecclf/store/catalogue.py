@@ -231,6 +231,15 @@ class Catalogue:
         )
         return [ConceptInfo(name, int(p), int(n)) for name, p, n in rows]
 
+    def concept_thresholds(self) -> dict[str, float]:
+        """Thresholds users set: concept name -> value."""
+        rows = self.db().execute("SELECT name, threshold FROM concepts WHERE threshold IS NOT NULL").fetchall()
+        return {str(n): float(t) for n, t in rows}
+
+    def set_concept_threshold(self, concept_id: int, value: float | None) -> None:
+        """Set (or, with None, clear) a concept's threshold."""
+        self.db().execute("UPDATE concepts SET threshold = ? WHERE id = ?", [value, concept_id])
+
     def rename_concept(self, concept_id: int, new: str) -> None:
         """Give a concept a new (free) name."""
         self.db().execute("UPDATE concepts SET name = ? WHERE id = ?", [new, concept_id])
@@ -345,6 +354,37 @@ class Catalogue:
             con.execute("DELETE FROM inputs WHERE id IN (SELECT id FROM del_all)")
         finally:
             con.unregister("del_all")
+
+    def top_level_by_hash(self, space: str, hashes: Sequence[str]) -> dict[str, int]:
+        """Stored top-level inputs (not frames) of ``space`` with these content hashes: hash -> lowest id."""
+        rows = (
+            self.db()
+            .execute(
+                "SELECT content_hash, min(id) FROM inputs WHERE space = ? AND parent_id IS NULL "
+                "AND content_hash = ANY(?) GROUP BY content_hash",
+                [space, list(set(hashes))],
+            )
+            .fetchall()
+        )
+        return {str(h): int(i) for h, i in rows}
+
+    def top_level(self, ids: Sequence[int]) -> set[int]:
+        """Those of ``ids`` that are stored top-level inputs (not video frames)."""
+        rows = self.db().execute("SELECT id FROM inputs WHERE id = ANY(?) AND parent_id IS NULL", [list(ids)])
+        return {int(r[0]) for r in rows.fetchall()}
+
+    def labels_of(self, ids: Sequence[int]) -> dict[int, dict[str, bool]]:
+        """Each input's labels: concept name -> positive."""
+        rows = (
+            self.db()
+            .execute("SELECT input_id, concept_id, positive FROM labels WHERE input_id = ANY(?)", [list(ids)])
+            .fetchall()
+        )
+        name_of = {i: name for name, i in self.concepts_by_name().items()}
+        out: dict[int, dict[str, bool]] = {}
+        for input_id, concept_id, positive in rows:
+            out.setdefault(int(input_id), {})[name_of[concept_id]] = bool(positive)
+        return out
 
     def set_labels(self, ids: Sequence[int], concept_id: int, positive: bool) -> None:
         """Label inputs with a concept, replacing any earlier label for it."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SPACE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -37,7 +37,8 @@ BASE_DDL = [
     """CREATE TABLE concepts (
         id BIGINT PRIMARY KEY,
         name VARCHAR NOT NULL UNIQUE,
-        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        threshold DOUBLE                -- a user's open-set threshold; NULL: learned from the examples
     )""",
     """CREATE TABLE labels (
         input_id BIGINT NOT NULL,
@@ -73,5 +74,9 @@ THUMBNAILS_DDL = """CREATE TABLE thumbnails (
 
 BASE_DDL += [HEADS_DDL, THUMBNAILS_DDL]
 
-MIGRATIONS: dict[int, list[str]] = {1: [HEADS_DDL], 2: [THUMBNAILS_DDL]}
+MIGRATIONS: dict[int, list[str]] = {
+    1: [HEADS_DDL],
+    2: [THUMBNAILS_DDL],
+    3: ["ALTER TABLE concepts ADD COLUMN threshold DOUBLE"],
+}
 """``from_version -> statements`` that bring a store to ``from_version + 1``."""

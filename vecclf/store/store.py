@@ -12,11 +12,13 @@ into the catalogue, the indexes and the memory, and the bookkeeping between them
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,26 @@ from .records import ConceptInfo, InputRecord, Marks, NewInput, SpaceState
 from .vectors import SpaceIndex, VectorReader
 
 DB_FILE = "store.duckdb"
+
+
+SAME_VECTOR = 1 - 1e-6
+"""Cosine similarity from which two vectors are the same example (a duplicate)."""
+
+
+@dataclass(frozen=True)
+class Written:
+    """What :meth:`Store.write` did: each item's id (a duplicate's is the stored input it duplicates; a frame of
+    a duplicate video, -1) and which items were duplicates (position -> stored id)."""
+
+    ids: list[int]
+    duplicates: dict[int, int]
+
+
+def _reparented(item: NewInput, at: dict[int, int]) -> NewInput:
+    """``item`` with its parent renumbered to the parent's position among the inputs actually written."""
+    if item.parent is None or at.get(item.parent) == item.parent:
+        return item
+    return dataclasses.replace(item, parent=at[item.parent])
 
 
 def _identity_key(identity: dict[str, Any]) -> str:
@@ -244,39 +266,147 @@ class Store:
         return SpaceIndex.build(self.index_kind, self.spaces[space], self._reader(space))
 
     # ----------------------------------------------------------------- writes
-    def add(self, items: Sequence[NewInput]) -> list[int]:
-        """Add inputs with their vectors and labels in one transaction; returns their new ids."""
+    def add(self, items: Sequence[NewInput], *, keep_duplicates: bool = False) -> list[int]:
+        """Add inputs with their vectors and labels in one transaction; returns each item's id (a duplicate's
+        is the stored input it duplicates; see :meth:`write`)."""
+        return self.write(items, keep_duplicates=keep_duplicates).ids
+
+    def write(self, items: Sequence[NewInput], *, keep_duplicates: bool = False) -> Written:
+        """Add inputs with their vectors and labels in one transaction.
+
+        An input that duplicates a stored one (the same content hash, or the same vector, in the same space),
+        or an earlier one of the batch, is not stored again unless ``keep_duplicates``: its labels are merged
+        into the stored input's. A video's frames go with it.
+        """
         if not items:
-            return []
+            return Written([], {})
         with self._mutating():
             marks_of = [self._checked(it, len(items)) for it in items]
-            by_space: dict[str, list[int]] = {}
-            for i, it in enumerate(items):
-                by_space.setdefault(it.space, []).append(i)
-            for space in by_space:
+            for space in {it.space for it in items}:
                 self._index(space)  # load before writing so the in-memory index stays in step
-            known = self._memory.classes(by_space)
+            twins = {} if keep_duplicates else self._duplicates(items)
+            for i, j in twins.items():
+                if j < 0:  # a repeat within the batch: its labels go to the first occurrence
+                    marks_of[-j - 1] = {**marks_of[-j - 1], **marks_of[i]}
+            fresh = [
+                i for i, it in enumerate(items) if i not in twins and (it.parent is None or it.parent not in twins)
+            ]
+            merged = self._merged_labels(
+                {j: marks_of[i] for i, j in twins.items() if j >= 0}
+            )  # labels that duplicates bring to stored inputs
+            at = {i: n for n, i in enumerate(fresh)}
+            new = [_reparented(items[i], at) for i in fresh]
+            new_marks = [marks_of[i] for i in fresh]
+            ids: list[int] = []
             with self._db.transaction():
-                ids, created = self._db.insert(items, marks_of)
-                # concepts that become classes here but already had (negative) labels: views are rebuilt
-                positives = {n for marks in marks_of for n, pos in marks.items() if pos}
-                old = [self._db.concepts_by_name()[n] for n in positives - known - created]
-                earlier = bool(old) and self._db.labels_before(old, min(ids))
-                staged = []
-                for space, idx in by_space.items():
-                    vecs = np.stack([np.asarray(items[i].vector, dtype=np.float32) for i in idx])
-                    space_ids = np.array([ids[i] for i in idx], dtype=np.int64)
-                    self._db.insert_vectors(space, space_ids, vecs)
-                    staged.append((space, idx, space_ids, vecs))
-                before = {space: self._db.generation(space) for space in by_space}
-                self._db.bump(by_space)
+                staged: list[tuple[str, list[int], np.ndarray, np.ndarray]] = []
+                before: dict[str, int] = {}
+                earlier = False
+                if new:
+                    ids, staged, before, earlier = self._insert(new, new_marks)
+                if merged:
+                    for name, by_positive in merged.items():
+                        cid = self._db.concept_ids([name], create=True)[name]
+                        for positive, targets in by_positive.items():
+                            self._db.set_labels(sorted(targets), cid, positive)
+                    self._db.bump({s for s in self._db.spaces_of(sorted(self._targets(merged))).values()})
             for space, idx, space_ids, vecs in staged:
                 self._indexes[space].add(space_ids, vecs)
                 self._dirty.add(space)
                 after = self._db.generation(space)
-                self._memory.added(space, before[space], after, items, idx, ids, marks_of, relabels_older=earlier)
-            self._memory.remember_added(items, ids, marks_of)
-            return ids
+                self._memory.added(space, before[space], after, new, idx, ids, new_marks, relabels_older=earlier)
+            if merged:
+                self._memory.relabelled()
+            else:
+                self._memory.remember_added(new, ids, new_marks)
+            out = [0] * len(items)
+            for n, i in enumerate(fresh):
+                out[i] = ids[n]
+            for i, j in twins.items():  # stored twins first: a repeat within the batch may point at one
+                if j >= 0:
+                    out[i] = j
+            resolved = {i: (j if j >= 0 else out[-j - 1]) for i, j in twins.items()}
+            for i, it in enumerate(items):
+                if i in resolved:
+                    out[i] = resolved[i]
+                elif it.parent is not None and it.parent in resolved:
+                    out[i] = -1  # a frame of a duplicate video: not stored
+            return Written(out, {i: resolved[i] for i in sorted(resolved)})
+
+    def _insert(
+        self, items: Sequence[NewInput], marks_of: Sequence[Marks]
+    ) -> tuple[list[int], list[tuple[str, list[int], np.ndarray, np.ndarray]], dict[str, int], bool]:
+        """Rows, labels and vectors into the catalogue (inside the caller's transaction)."""
+        by_space: dict[str, list[int]] = {}
+        for i, it in enumerate(items):
+            by_space.setdefault(it.space, []).append(i)
+        known = self._memory.classes(by_space)
+        ids, created = self._db.insert(items, marks_of)
+        # concepts that become classes here but already had (negative) labels: views are rebuilt
+        positives = {n for marks in marks_of for n, pos in marks.items() if pos}
+        old = [self._db.concepts_by_name()[n] for n in positives - known - created]
+        earlier = bool(old) and self._db.labels_before(old, min(ids))
+        staged = []
+        for space, idx in by_space.items():
+            vecs = np.stack([np.asarray(items[i].vector, dtype=np.float32) for i in idx])
+            space_ids = np.array([ids[i] for i in idx], dtype=np.int64)
+            self._db.insert_vectors(space, space_ids, vecs)
+            staged.append((space, idx, space_ids, vecs))
+        before = {space: self._db.generation(space) for space in by_space}
+        self._db.bump(by_space)
+        return ids, staged, before, earlier
+
+    def _duplicates(self, items: Sequence[NewInput]) -> dict[int, int]:
+        """Top-level items that duplicate a stored input (-> its id) or an earlier item of the batch
+        (-> ``-1 - its position``): the same space and content hash, or the same vector."""
+        out: dict[int, int] = {}
+        first: dict[tuple[str, str], int] = {}
+        first_vector: dict[tuple[str, bytes], int] = {}
+        tops = [i for i, it in enumerate(items) if it.parent is None and it.kind != "frame"]
+        for i in tops:
+            it = items[i]
+            vec = np.asarray(it.vector, dtype=np.float32).tobytes()
+            j = first.get((it.space, it.content_hash), first_vector.get((it.space, vec)))
+            if j is not None:
+                out[i] = -1 - j
+            else:
+                first[(it.space, it.content_hash)] = first_vector[(it.space, vec)] = i
+        by_space: dict[str, list[int]] = {}
+        for i in tops:
+            if i not in out:
+                by_space.setdefault(items[i].space, []).append(i)
+        for space, idx in by_space.items():
+            stored = self._db.top_level_by_hash(space, [items[i].content_hash for i in idx])
+            out.update({i: stored[items[i].content_hash] for i in idx if items[i].content_hash in stored})
+            rest = [i for i in idx if i not in out]
+            held = self._indexes[space]
+            if not rest or held.ntotal == 0:
+                continue
+            sims, found = held.search(np.stack([np.asarray(items[i].vector, np.float32) for i in rest]), 1)
+            hits = {int(f) for f, s in zip(found[:, 0], sims[:, 0]) if f >= 0 and s >= SAME_VECTOR}
+            tops_found = self._db.top_level(sorted(hits)) if hits else set()
+            for i, f, sim in zip(rest, found[:, 0], sims[:, 0]):
+                if sim >= SAME_VECTOR and int(f) in tops_found:
+                    out[i] = int(f)
+        return out
+
+    def _merged_labels(self, wanted: dict[int, Marks]) -> dict[str, dict[bool, set[int]]]:
+        """Of the labels duplicates bring (stored id -> labels), those the stored inputs do not have yet:
+        concept -> positive -> stored ids."""
+        merged_per_id: dict[int, Marks] = {}
+        for target, marks in wanted.items():
+            merged_per_id.setdefault(target, {}).update(marks)
+        have = self._db.labels_of(sorted(merged_per_id)) if merged_per_id else {}
+        out: dict[str, dict[bool, set[int]]] = {}
+        for target, marks in merged_per_id.items():
+            for name, positive in marks.items():
+                if have.get(target, {}).get(name) != positive:
+                    out.setdefault(name, {}).setdefault(positive, set()).add(target)
+        return out
+
+    @staticmethod
+    def _targets(merged: dict[str, dict[bool, set[int]]]) -> set[int]:
+        return {t for by_positive in merged.values() for targets in by_positive.values() for t in targets}
 
     def _checked(self, it: NewInput, n_items: int) -> Marks:
         """Validate one new input; returns its labels with normalised names."""
@@ -355,6 +485,24 @@ class Store:
                 self._db.rename_concept(cid, new_n)
                 self._db.bump(self.spaces)
             self._memory.relabelled()
+
+    def set_threshold(self, name: str, value: float | None) -> None:
+        """Set a concept's open-set threshold (a similarity in [-1, 1]), or with None learn it from the examples."""
+        clean = check_concept_name(name)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
+                raise InvalidInputError(f"a threshold is a similarity between -1 and 1, got {value!r}")
+            value = float(value)
+        with self._mutating():
+            cid = self._db.concept_ids([clean], create=False)[clean]
+            with self._db.transaction():
+                self._db.set_concept_threshold(cid, value)
+                self._db.bump(self.spaces)
+
+    def concept_thresholds(self) -> dict[str, float]:
+        """The thresholds users set (concept -> similarity); other concepts' are learned."""
+        with self._read():
+            return self._db.concept_thresholds()
 
     def delete_concept(self, name: str) -> int:
         """Remove a concept and its labels (inputs stay); returns how many labels went."""

@@ -1,0 +1,126 @@
+"""Open-set thresholds: the rule on synthetic evidence, duplicates, shrinkage, and one contract for every method."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import solid_image
+
+from vecclf.classify.openset import calibrate, check_quantile, evidence, genuine_similarities
+from vecclf.errors import InvalidInputError
+
+
+def _clusters(per_class: int, n_classes: int, spread: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_classes, 32))
+    X = np.repeat(centres, per_class, axis=0) + spread * rng.normal(size=(n_classes * per_class, 32))
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32), np.repeat(np.arange(n_classes), per_class)
+
+
+def _exact_search(X: np.ndarray):  # type: ignore[no-untyped-def]
+    def search(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        sims = q @ X.T
+        order = np.argsort(-sims, axis=1)[:, :k]
+        return np.take_along_axis(sims, order, axis=1), order
+
+    return search
+
+
+def _thresholds(X: np.ndarray, y: np.ndarray, q: float = 0.01, identity: bool = False):  # type: ignore[no-untyped-def]
+    classes = [f"c{i}" for i in range(int(y.max()) + 1)]
+    genuine, impostor = evidence(X, y, classes, _exact_search(X))
+    return calibrate(genuine, impostor, quantile=q, identity=identity), genuine, impostor
+
+
+def test_separated_concepts_get_a_cut_between_genuine_and_impostor() -> None:
+    X, y = _clusters(per_class=6, n_classes=5, spread=0.2)
+    (values, cal), genuine, impostor = _thresholds(X, y)
+    assert cal.method == "eer" and cal.genuine == 30 and cal.impostor == 30
+    sims = X @ X.T
+    same = np.equal.outer(y, y)
+    worst_genuine = sims[same & ~np.eye(len(X), dtype=bool)].min()
+    best_impostor = sims[~same].max()
+    assert all(best_impostor < t < worst_genuine for t in values.values())
+
+
+def test_overlapping_concepts_keep_almost_every_genuine_answer() -> None:
+    X, y = _clusters(per_class=40, n_classes=6, spread=1.2, seed=1)
+    (values, cal), genuine, _ = _thresholds(X, y)
+    pooled = np.concatenate(list(genuine.values()))
+    rejected = np.mean(pooled < np.mean(list(values.values())))
+    assert cal.method == "eer" and rejected <= 0.03  # about q = 1% of genuine similarities fall below
+
+
+def test_shrinkage_pulls_small_concepts_to_the_pooled_estimate() -> None:
+    big, yb = _clusters(per_class=200, n_classes=3, spread=0.8, seed=2)
+    small = big[yb == 0][:3] * 0 + _clusters(per_class=3, n_classes=1, spread=0.01, seed=3)[0]  # 3 near-copies
+    X = np.concatenate([big, small]).astype(np.float32)
+    y = np.concatenate([yb, np.full(3, 3)])
+    (values, _), genuine, _ = _thresholds(X, y)
+    own = np.quantile(genuine["c3"], 0.01)  # ~1.0: its three examples are nearly identical
+    pooled = np.quantile(np.concatenate(list(genuine.values())), 0.01)
+    assert abs(values["c3"] - pooled) < abs(values["c3"] - own)  # 3 examples weigh 3 against 100
+
+
+def test_one_example_per_concept_and_other_edges() -> None:
+    few, yf = _clusters(per_class=1, n_classes=4, spread=0.0)
+    assert _thresholds(few, yf)[0][1].method == "none"  # 4 impostor similarities: too few to fit anything
+    one_each, y = _clusters(per_class=1, n_classes=6, spread=0.0)
+    (values, cal), _, _ = _thresholds(one_each, y)
+    assert cal.method == "impostors-only" and cal.genuine == 0 and cal.impostor == 6
+    (strict, _), _, _ = _thresholds(one_each, y, identity=True)
+    assert min(strict.values()) > max(values.values())  # a face model trusts impostors: a strict cut
+    single, ys = _clusters(per_class=5, n_classes=1, spread=0.3)
+    assert _thresholds(single, ys)[0][1].method == "genuine-only"
+    lone, yl = _clusters(per_class=1, n_classes=1, spread=0.0)
+    assert _thresholds(lone, yl)[0][0] == {"c0": -np.inf}
+    assert all(v == -np.inf for v in _thresholds(*_clusters(4, 3, 0.5), q=0.0)[0][0].values())
+    for bad in (-0.1, 0.5, 1.5, float("nan"), True):
+        with pytest.raises(InvalidInputError):
+            check_quantile(bad)
+
+
+def test_duplicates_are_never_their_own_neighbours() -> None:
+    X, _ = _clusters(per_class=5, n_classes=1, spread=0.3)
+    twice = np.concatenate([X, X])
+    assert np.allclose(np.sort(genuine_similarities(twice)), np.sort(genuine_similarities(X)))
+
+
+def test_adding_everything_twice_changes_no_answer(clf, tmp_path) -> None:
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+    images = {name: [solid_image(rgb, seed=s) for s in range(5)] for name, rgb in colours.items()}
+    texts = {"red": ["a red apple", "cherries"], "blue": ["the sky", "sea water"]}
+    for name in colours:
+        clf.add(images[name], [name])
+    for name, t in texts.items():
+        clf.add_texts(t, [name])
+    queries = [solid_image((200, 40, 40), seed=50), solid_image((250, 250, 250), seed=51)]
+    before = [p.to_dict() for p in clf.predict(queries, texts=["a ripe tomato"])]
+    verified = clf.verify(queries, concept="red")
+    count = clf.store.count()
+    for name in colours:
+        report = clf.add(images[name], [name])
+        assert not report.added and len(report.duplicates) == 5
+    for name, t in texts.items():
+        assert len(clf.add_texts(t, [name]).duplicates) == 2
+    assert clf.store.count() == count
+    assert [p.to_dict() for p in clf.predict(queries, texts=["a ripe tomato"])] == before
+    assert clf.verify(queries, concept="red") == verified
+    # kept on purpose, the copies are still never each other's neighbours in the thresholds
+    thresholds = clf.thresholds("joint")
+    for name in colours:
+        clf.add(images[name], [name], keep_duplicates=True)
+    assert clf.store.count() == count + 15
+    assert clf.thresholds("joint") == pytest.approx(thresholds, abs=1e-6)
+
+
+def test_duplicates_merge_their_labels(clf) -> None:
+    img = solid_image((10, 200, 10), seed=1)
+    first = clf.add([img], ["green"])
+    again = clf.add([img, img], ["plant"], negatives=["red"])
+    assert again.duplicates == [
+        {"id": first.ids[0], "kind": "image", "source": "<input 0>"},
+        {"id": first.ids[0], "kind": "image", "source": "<input 1>"},
+    ]
+    (record,) = clf.store.get(first.ids)
+    assert record.concepts == ["green", "plant"] and record.negatives == ["red"]

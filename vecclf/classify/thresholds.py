@@ -1,0 +1,149 @@
+"""A store's open-set thresholds, kept current as it changes (the rule itself: :mod:`vecclf.classify.openset`).
+
+Per space, each concept's evidence is cached: its genuine similarities, and for a sample of its examples
+(kept with their vectors) the similarity of each one's nearest example of another concept, found by one
+index search over the whole store. After a write only the concepts it touched are measured again — the
+label view says which — so a new concept in a large store costs a search of its own examples, and the
+older concepts' sampled examples are compared with the new ones (their nearest impostor may now be one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..embed.registry import IDENTITY_KINDS
+from ..labels import LabelView, locate, sample_rows
+from ..store import Store
+from . import openset
+
+
+@dataclass
+class _Sample:
+    """A concept's examples searched for impostors: their vectors and nearest other-concept similarity."""
+
+    vectors: np.ndarray
+    nearest: np.ndarray
+
+
+@dataclass
+class _Evidence:
+    generation: int
+    genuine: dict[str, np.ndarray]
+    impostor: dict[str, _Sample]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """A space's thresholds at one generation and quantile, and how they were set."""
+
+    generation: int
+    quantile: float
+    values: dict[str, float]  # concept -> similarity threshold (-inf: never unknown)
+    calibration: openset.Calibration
+    set_by_user: frozenset[str]  # concepts whose threshold a user set
+
+
+class StoreThresholds:
+    """Open-set thresholds of every space of ``store``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._evidence: dict[str, _Evidence] = {}
+        self._cached: dict[tuple[str, float], Thresholds] = {}
+
+    @property
+    def identity(self) -> bool:
+        """Whether the store's embedder was trained to separate identities (faces)."""
+        return self.store.spec.get("kind") in IDENTITY_KINDS
+
+    def get(self, space: str, view: LabelView, quantile: float) -> Thresholds:
+        """The thresholds of ``space`` for ``view`` (its current labels) at ``quantile``."""
+        cached = self._cached.get((space, quantile))
+        if cached is not None and cached.generation == view.generation:
+            return cached
+        ev = self._current(space, view)
+        impostors = {c: sample.nearest[np.isfinite(sample.nearest)] for c, sample in ev.impostor.items()}
+        values, calibration = openset.calibrate(ev.genuine, impostors, quantile=quantile, identity=self.identity)
+        chosen = {c: v for c, v in self.store.concept_thresholds().items() if c in values}
+        values.update(chosen)
+        result = Thresholds(view.generation, quantile, values, calibration, frozenset(chosen))
+        self._cached = {key: t for key, t in self._cached.items() if key[0] != space or t.generation == view.generation}
+        self._cached[(space, quantile)] = result
+        return result
+
+    def _current(self, space: str, view: LabelView) -> _Evidence:
+        cached = self._evidence.get(space)
+        if cached is not None and cached.generation == view.generation:
+            return cached
+        changed = view.changed_since(cached.generation) if cached is not None else None
+        keep = (
+            {c for c in view.classes if c in cached.genuine and c not in changed}
+            if cached is not None and changed is not None
+            else set()
+        )
+        genuine = {c: cached.genuine[c] for c in keep} if cached else {}
+        impostor = (
+            {c: _Sample(cached.impostor[c].vectors, cached.impostor[c].nearest.copy()) for c in keep} if cached else {}
+        )
+        stale = [j for j, c in enumerate(view.classes) if c not in keep]
+        if stale:
+            self._measure(space, view, stale, genuine, impostor)
+        ev = _Evidence(view.generation, genuine, impostor)
+        self._evidence[space] = ev
+        return ev
+
+    def _measure(
+        self,
+        space: str,
+        view: LabelView,
+        stale: list[int],
+        genuine: dict[str, np.ndarray],
+        impostor: dict[str, _Sample],
+    ) -> None:
+        """Evidence of the ``stale`` concepts (columns of ``view``), and its effect on the others'."""
+        samples = []
+        for j in stale:  # at most the sample each concept's evidence is computed from, not whole concepts
+            members = view.members(j)
+            samples.append(members[sample_rows(len(members), openset.LOO_MAX_EXAMPLES, 0)])
+        ids, vecs = self.store.vectors(space, np.unique(np.concatenate(samples)).tolist())
+        rows_of = []
+        for j, members in zip(stale, samples):
+            pos, ok = locate(ids, members)  # a member deleted meanwhile is skipped
+            genuine[view.classes[j]] = openset.genuine_similarities(vecs[pos[ok]])
+            rows_of.append((j, members[ok], pos[ok]))
+        picked = []
+        for j, members, pos in rows_of:  # a smaller sample is searched for its nearest impostors
+            keep = sample_rows(len(members), openset.IMPOSTOR_EXAMPLES, 1)
+            picked.append((j, members[keep], pos[keep]))
+        rows_of = picked
+        queries = np.concatenate([pos for _, _, pos in rows_of])
+        if len(queries) == 0 or len(view.classes) < 2:  # with one concept there are no impostors
+            for j, _, _ in rows_of:
+                impostor[view.classes[j]] = _Sample(np.zeros((0, vecs.shape[1]), np.float32), np.zeros(0))
+            return
+        older = {c: sample for c, sample in impostor.items()}
+        sims, found = self.store.search(space, vecs[queries], openset.IMPOSTOR_K)
+        _, rows = view.rows_for(found)
+        labelled = rows >= 0
+        positive = np.where(labelled[..., None], view.matrix[np.where(labelled, rows, 0)] > 0, False)
+        start = 0
+        for j, _, pos in rows_of:
+            end = start + len(pos)
+            other = positive[start:end].any(axis=2) & ~positive[start:end, :, j]
+            impostor[view.classes[j]] = _Sample(vecs[pos], openset.nearest_impostors(sims[start:end], other))
+            start = end
+        for c, sample in older.items():  # the new examples may now be an older concept's nearest impostors
+            others = [vecs[pos] for j, _, pos in rows_of if view.classes[j] != c and len(pos)]
+            if others and len(sample.vectors):
+                column = view.classes.index(c)
+                is_c = [
+                    view.matrix[locate(view.label_roots, m)[0], column] > 0
+                    for j, m, _ in rows_of
+                    if view.classes[j] != c and len(m)
+                ]
+                near = np.concatenate(others) @ sample.vectors.T
+                near[np.concatenate(is_c)] = -np.inf  # examples of c itself (labelled with both) are no impostors
+                near[near >= openset.SAME_EXAMPLE] = -np.inf
+                np.maximum(sample.nearest, near.max(axis=0), out=sample.nearest)
