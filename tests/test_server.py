@@ -132,7 +132,9 @@ def test_stale_head_answers_say_so(client) -> None:
     body = {"image_base64": b64(solid_image(BLUE, seed=80)), "method": "head"}
     stale = client.post("/predict", json=body).json()["predictions"][0]
     assert stale["method"] == "head" and stale["stale"] is True
-    assert client.post("/predict", json={"image_base64": body["image_base64"]}).json()["predictions"][0]["method"] == "knn"
+    assert (
+        client.post("/predict", json={"image_base64": body["image_base64"]}).json()["predictions"][0]["method"] == "knn"
+    )
 
 
 def test_search_filters_by_concept_before_ranking(client) -> None:
