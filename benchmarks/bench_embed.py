@@ -133,13 +133,15 @@ def main() -> None:
         for i, w in enumerate(["activate", "block", "top up", "verify"] * (text_n // 4))
     ]
     result: dict[str, Any] = {"benchmark": "embed", "device": "cpu", "threads": torch.get_num_threads(), "results": {}}
+    result["image_batch"] = {name: emb.image_batch_size for name, emb in embedders.items()}  # type: ignore[attr-defined]
     try:
         small = jpegs(tmp / "small", small_n, (32, 32))
         large = jpegs(tmp / "large", large_n, (640, 480))
         for name, emb in embedders.items():
             result["results"][name] = {
-                "cifar_32px_jpeg": throughput(emb, small, 64),
-                "640x480_jpeg": throughput(emb, large, 64),  # the batch `add` embeds in
+                # the bare forward runs in the batches the embedder itself uses (small on a CPU: see embed/base.py)
+                "cifar_32px_jpeg": throughput(emb, small, emb.image_batch_size),  # type: ignore[attr-defined]
+                "640x480_jpeg": throughput(emb, large, emb.image_batch_size),  # type: ignore[attr-defined]
                 "texts": text_throughput(emb, texts),
             }
     finally:

@@ -108,3 +108,43 @@ def test_console_script_runs_in_a_real_process(tmp_path, image_files) -> None:
     assert json.loads(out.stdout)["predictions"][0]["concept"] == "green"
     bad = sh("predict")
     assert bad.returncode == 2 and "give PATH" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_open_set_thresholds_and_duplicates(tmp_path, capsys, image_files) -> None:
+    s = ["--store", str(tmp_path / "st")]
+    run(capsys, "init", *s, "--model", "tiny-clip")
+    for name in ("red", "green", "blue"):
+        assert run(capsys, "add", *s, *map(str, image_files[name][:3]), "--concept", name)[0] == 0
+    code, out, err = run(capsys, "add", *s, str(image_files["red"][0]), "--concept", "crimson", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["added"] == [] and report["duplicates"][0]["id"] == 1
+    assert "already stored" in err and "--keep-duplicates" in err
+    code, out, _ = run(capsys, "add", *s, str(image_files["red"][0]), "--concept", "red", "--keep-duplicates", "--json")
+    assert code == 0 and len(json.loads(out)["added"]) == 1
+    code, out, _ = run(capsys, "concepts", *s)
+    assert code == 0 and "threshold" in out.splitlines()[0]  # human lines, each with its threshold
+    assert run(capsys, "concepts", *s, "threshold", "red", "0.9999999")[0] == 0
+    code, out, _ = run(capsys, "concepts", *s, "--json")
+    red = next(c for c in json.loads(out)["concepts"] if c["name"] == "red")
+    assert red["threshold_set"] == 0.9999999 and red["thresholds"]["joint"] == pytest.approx(0.9999999)
+    query = str(image_files["red"][3])
+    code, out, _ = run(capsys, "predict", *s, query, "--method", "knn", "--json")
+    pred = json.loads(out)["predictions"][0]
+    assert pred["concept"] == "unknown" and pred["rejected_by"] == "nearest-example" and pred["nearest"] == "red"
+    code, out, _ = run(capsys, "predict", *s, query, "--method", "knn")
+    assert "below threshold" in out
+    code, out, _ = run(capsys, "verify", *s, query, "--concept", "red", "--json")
+    assert code == 3 and json.loads(out)["verifications"][0]["calibration"]["method"] == "set"
+    assert run(capsys, "concepts", *s, "threshold", "red", "auto")[0] == 0
+    code, out, _ = run(capsys, "predict", *s, query, "--unknown-quantile", "0", "--json")
+    assert json.loads(out)["predictions"][0]["concept"] == "red"
+    for bad in (("threshold", "red", "2"), ("threshold", "red", "high"), ("threshold", "red")):
+        assert run(capsys, "concepts", *s, *bad)[0] == 2
+    with pytest.raises(SystemExit):
+        main(["predict", *s, query, "--unknown-quantile", "0.9"])
+    code, out, _ = run(capsys, "eval", *s, "--apply", "--json")
+    applied = json.loads(out)["applied"]
+    assert code == 0 and set(applied) <= {"red", "green", "blue", "crimson"} and applied
+    code, out, _ = run(capsys, "concepts", *s, "--json")
+    chosen = {c["name"]: c["threshold_set"] for c in json.loads(out)["concepts"]}
+    assert all(chosen[name] == pytest.approx(value) for name, value in applied.items())

@@ -50,8 +50,8 @@ def test_enrol_identify_and_verify(faces_store, tmp_path) -> None:
 
 
 def test_predict_and_verify_agree(faces_store) -> None:
-    """A photo that verify accepts for a person is never "unknown" in predict with that person nearest:
-    both hold the photo's best similarity to the person against the person's one threshold."""
+    """A photo that verify accepts for a person is never "unknown" in predict with that person nearest: both hold
+    the photo's best similarity to the person against thresholds where verify's is never the lower one."""
     root, path = faces_store
     photos = [root / p / f"{i}.pgm" for p in ("s1", "s2", "s3", "s4") for i in (4, 6, 8, 10)]
     photos += [root / p / f"{i}.pgm" for p in ("s5", "s6", "s7") for i in (1, 5)]  # never enrolled
@@ -59,11 +59,11 @@ def test_predict_and_verify_agree(faces_store) -> None:
         preds = clf.predict(photos, method="knn")
         for photo, pred in zip(photos, preds):
             (check,) = clf.verify([photo], concept=pred.nearest)
-            assert check["threshold"] == pred.threshold and check["score"] == pytest.approx(pred.similarity)
+            assert check["threshold"] >= pred.threshold and check["score"] == pytest.approx(pred.similarity)
             if check["verified"]:
                 assert pred.concept == pred.nearest, (photo, pred, check)
-            else:
-                assert pred.concept == "unknown" and pred.rejected_by == "nearest-example"
+            if pred.concept == "unknown":
+                assert not check["verified"] and pred.rejected_by == "nearest-example"
         enrolled = [p for p in preds if p.source.split("/")[-2] in ("s1", "s2", "s3", "s4")]
         assert sum(p.concept != "unknown" for p in enrolled) >= len(enrolled) - 1
         assert sum(p.concept == "unknown" for p in preds[len(enrolled) :]) >= 5  # of 6 strangers

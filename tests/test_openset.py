@@ -29,7 +29,8 @@ def _exact_search(X: np.ndarray):  # type: ignore[no-untyped-def]
 def _thresholds(X: np.ndarray, y: np.ndarray, q: float = 0.01, identity: bool = False):  # type: ignore[no-untyped-def]
     classes = [f"c{i}" for i in range(int(y.max()) + 1)]
     genuine, impostor = evidence(X, y, classes, _exact_search(X))
-    return calibrate(genuine, impostor, quantile=q, identity=identity), genuine, impostor
+    calibrated = calibrate(genuine, impostor, quantile=q, identity=identity)
+    return (calibrated.open_set, calibrated.calibration), genuine, impostor
 
 
 def test_separated_concepts_get_a_cut_between_genuine_and_impostor() -> None:

@@ -280,9 +280,12 @@ class ConceptClassifier:
         k: int | None = None,
         top: int = DEFAULT_TOP,
         sources: Sequence[str] | None = None,
+        unknown_quantile: float | None = None,
     ) -> list[Prediction]:
         """Predictions for already-embedded queries in ``space`` (see :meth:`predict`)."""
-        return self.predictor.predict(space, vectors, method=method, k=k, top=top, sources=sources)
+        return self.predictor.predict(
+            space, vectors, method=method, k=k, top=top, sources=sources, unknown_quantile=unknown_quantile
+        )
 
     def predict_stored(
         self,

@@ -216,7 +216,8 @@ def evaluate_arrays(
         Xf = np.ascontiguousarray(Xs, dtype=np.float32)
         index = faiss.IndexFlatIP(Xf.shape[1])
         index.add(Xf)
-        thresholds, _ = openset.calibrate(*openset.evidence(Xf, y, classes, index.search), quantile=unknown_quantile)
+        evidence = openset.evidence(Xf, y, classes, index.search)
+        thresholds = openset.calibrate(*evidence, quantile=unknown_quantile).open_set
         limits = np.array([thresholds.get(classes[p], -np.inf) for p in predicted])
         rejected |= similarity < limits
     out["unknown_rate"] = round(float(rejected.mean()), 4)

@@ -54,7 +54,8 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     ``fit(X, y)`` keeps L2-normalised copies in a FAISS index (``index``: a kind from
     :mod:`vecclf.store.index`, exact ``flat`` by default). ``predict`` answers the best class;
     :meth:`predict_open` answers ``"unknown"`` for inputs below the class's open-set threshold
-    (learned at ``unknown_quantile``; see :mod:`vecclf.classify.openset`).
+    (learned at ``unknown_quantile``; ``identity``: the vectors come from a model trained to separate
+    identities, such as faces; see :mod:`vecclf.classify.openset`).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         negative_weight: float = 1.0,
         unknown_quantile: float = DEFAULT_UNKNOWN_QUANTILE,
         index: str = "flat",
+        identity: bool = False,
     ) -> None:
         self.k = k
         self.weighting = weighting
@@ -73,6 +75,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         self.negative_weight = negative_weight
         self.unknown_quantile = unknown_quantile
         self.index = index
+        self.identity = identity
 
     def fit(self, X: Any, y: Any) -> KNNClassifier:
         """Index the training vectors and labels (one label per row)."""
@@ -88,7 +91,8 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         self.view_ = LabelView.single_label(columns, names)
         self.index_ = kinds.build(kinds.check_kind(self.index), Xn.shape[1], self.view_.ids, Xn)
         genuine, impostor = openset.evidence(Xn, columns, names, lambda q, k: kinds.search(self.index_, q, k))
-        self.thresholds_, self.calibration_ = openset.calibrate(genuine, impostor, quantile=self.unknown_quantile)
+        calibrated = openset.calibrate(genuine, impostor, quantile=self.unknown_quantile, identity=self.identity)
+        self.thresholds_, self.calibration_ = calibrated.open_set, calibrated.calibration
         return self
 
     def _votes(self, X: Any) -> Votes:

@@ -12,15 +12,21 @@ The rule, with ``q`` the unknown quantile (default 1%):
 
 1. ``T``, the space's cut between genuine and impostor: with both kinds (at least five of each), the point
    where their normal fits are equally many standard deviations away (``(mu_i*sd_g + mu_g*sd_i) / (sd_g +
-   sd_i)``). With impostors only (one example per concept): for a model trained to separate identities
-   (faces), the impostors' fitted ``1 - q`` quantile (``q`` of strangers let through); for any other model,
-   their ``q`` quantile (only what is less similar to every concept than almost every pair of concepts is).
+   sd_i)``). For a model trained to separate identities (faces), whose strangers are like the other enrolled
+   identities, no higher than the impostors' fitted ``1 - q`` quantile (``mu_i + z*sd_i``): rejecting all but
+   ``q`` of them is enough. With impostors only (one example per concept): for such a model, that fitted
+   quantile; for any other model, their ``q`` quantile (only what is less similar to every concept than
+   almost every pair of concepts is) — other concepts tell little of what an unrelated query looks like.
 2. A concept's own estimate keeps ``1 - q`` of genuine answers: the ``q`` quantile of its genuine
    similarities, shrunk toward the pooled quantile of all concepts by its number of examples ``n``:
    ``(n * own + m * pooled) / (n + m)`` with ``m = 1/q`` (a concept weighs half once it has the ``1/q``
    examples a ``q`` quantile needs to be seen at all).
 3. The threshold is the lower of the two, so an open-set answer never rejects more genuine queries than
    ``q`` (as far as the examples tell), and a clean separation (faces) puts it between the two kinds.
+
+1:1 verification accepts from the higher of the concept's open-set threshold and the space's cut ``T`` (with
+impostors only: their fitted ``1 - q`` quantile, for any model), so it stays strict where genuine and impostor
+overlap (texts, generic images), while a verified input is never answered "unknown" with that concept nearest.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ IMPOSTOR_EXAMPLES = 100  # examples per concept searched for their nearest impos
 SAME_EXAMPLE = 1 - 1e-6  # vectors at least this similar are one example (a duplicate), not neighbours
 IMPOSTOR_K = 16  # neighbours searched for an example's nearest example of another concept
 MIN_EVIDENCE = 5  # fewer similarities of a kind than this are too few to fit (treated as none)
+DEFAULT_QUANTILE = 0.01  # verification's, when the open set is turned off
 
 
 def check_quantile(quantile: float) -> float:
@@ -76,17 +83,44 @@ def nearest_impostors(sims: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Calibration:
-    """How a space's thresholds were set: its cut and the evidence behind it."""
+    """How a space's thresholds were set: its cuts and the evidence behind them."""
 
-    threshold: float  # the space-level cut (-inf: none)
-    method: str  # eer | genuine-only | impostors-only | none | off
+    threshold: float  # the space's open-set cut (-inf: none)
+    verify_threshold: float  # the space's verification cut (-inf: none)
+    method: str  # eer | genuine-only | impostors-only | none (and off for the open set at quantile 0)
     genuine: int  # genuine similarities used
     impostor: int  # impostor similarities used
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """Per-concept thresholds: for open-set answers, and (never lower) for 1:1 verification."""
+
+    open_set: dict[str, float]
+    verify: dict[str, float]
+    calibration: Calibration
 
 
 def _pooled(parts: Mapping[str, np.ndarray]) -> np.ndarray:
     arrays = [np.asarray(a, dtype=np.float64) for a in parts.values() if len(a)]
     return np.concatenate(arrays) if arrays else np.zeros(0)
+
+
+def _cuts(gen: np.ndarray, imp: np.ndarray, q: float, identity: bool) -> tuple[float, float, str]:
+    """``(open-set cut, verification cut, method)`` of a space (the module's rule, step 1)."""
+    enough_g, enough_i = len(gen) >= MIN_EVIDENCE, len(imp) >= MIN_EVIDENCE
+    strict = float(imp.mean()) + NormalDist().inv_cdf(1 - q) * float(imp.std(ddof=1)) if enough_i else -np.inf
+    if enough_g and enough_i:
+        sd_g, sd_i = max(float(gen.std(ddof=1)), 1e-9), max(float(imp.std(ddof=1)), 1e-9)
+        cut = (float(imp.mean()) * sd_g + float(gen.mean()) * sd_i) / (sd_g + sd_i)
+        if identity:  # strangers are like the other enrolled identities: rejecting 1 - q of those is enough
+            cut = min(cut, strict)
+        return cut, cut, "eer"
+    if enough_g:
+        return np.inf, -np.inf, "genuine-only"
+    if enough_i:
+        return (strict if identity else float(np.quantile(imp, q))), strict, "impostors-only"
+    return -np.inf, -np.inf, "none"
 
 
 def calibrate(
@@ -95,39 +129,40 @@ def calibrate(
     *,
     quantile: float,
     identity: bool = False,
-) -> tuple[dict[str, float], Calibration]:
+) -> Calibrated:
     """Per-concept thresholds (``-inf``: never unknown) from each concept's genuine and impostor similarities.
 
-    ``identity``: the embedder was trained to separate identities (see the module's rule, step 1).
+    ``identity``: the embedder was trained to separate identities (see the module's rule). Verification uses
+    the space's cut between genuine and impostor where it is higher than the open-set threshold (so a verified
+    input is never "unknown"); at quantile 0 the open set is off and verification keeps the default quantile's.
     """
     q = check_quantile(quantile)
     concepts = sorted(set(genuine) | set(impostor))
     gen, imp = _pooled(genuine), _pooled(impostor)
-    if q == 0:
-        return dict.fromkeys(concepts, -np.inf), Calibration(-np.inf, "off", len(gen), len(imp))
-    enough_g, enough_i = len(gen) >= MIN_EVIDENCE, len(imp) >= MIN_EVIDENCE
-    if enough_g and enough_i:
-        sd_g, sd_i = max(float(gen.std(ddof=1)), 1e-9), max(float(imp.std(ddof=1)), 1e-9)
-        cut = (float(imp.mean()) * sd_g + float(gen.mean()) * sd_i) / (sd_g + sd_i)
-        method = "eer"
-    elif enough_g:
-        cut, method = np.inf, "genuine-only"
-    elif enough_i:
-        if identity:
-            cut = float(imp.mean()) + NormalDist().inv_cdf(1 - q) * float(imp.std(ddof=1))
-        else:
-            cut = float(np.quantile(imp, q))
-        return dict.fromkeys(concepts, cut), Calibration(cut, "impostors-only", len(gen), len(imp))
-    else:
-        return dict.fromkeys(concepts, -np.inf), Calibration(-np.inf, "none", len(gen), len(imp))
-    pooled_q = float(np.quantile(gen, q))
-    prior = 1.0 / q
-    out = {}
+    open_cut, verify_cut, method = _cuts(gen, imp, q or DEFAULT_QUANTILE, identity)
+    open_set: dict[str, float] = {}
     for c in concepts:
         own = np.asarray(genuine.get(c, ()), dtype=np.float64)
-        keep = (len(own) * float(np.quantile(own, q)) + prior * pooled_q) / (len(own) + prior) if len(own) else pooled_q
-        out[c] = min(keep, cut)
-    return out, Calibration(min(pooled_q, cut), method, len(gen), len(imp))
+        if q == 0 or method == "none":
+            open_set[c] = -np.inf
+        elif method == "impostors-only":
+            open_set[c] = open_cut
+        else:
+            pooled_q, prior = float(np.quantile(gen, q)), 1.0 / q
+            keep = (
+                (len(own) * float(np.quantile(own, q)) + prior * pooled_q) / (len(own) + prior)
+                if len(own)
+                else pooled_q
+            )
+            open_set[c] = min(keep, open_cut)
+    if q == 0:
+        _, verify_cut, _ = _cuts(gen, imp, DEFAULT_QUANTILE, identity)
+        base = calibrate(genuine, impostor, quantile=DEFAULT_QUANTILE, identity=identity).open_set
+    else:
+        base = open_set
+    verify = {c: max(base[c], verify_cut) for c in concepts}
+    space_cut = min(open_set.values(), default=-np.inf) if q else -np.inf
+    return Calibrated(open_set, verify, Calibration(space_cut, verify_cut, method if q else "off", len(gen), len(imp)))
 
 
 def evidence(

@@ -357,7 +357,7 @@ class Predictor:
                 raise InvalidInputError(f"concept {name!r} has no examples in the {space} space to verify against")
             sims, ids = self.store.search(space, np.asarray(vectors, np.float32), 1, restrict_to=members)
             state = self.threshold_state(space, unknown_quantile=unknown_quantile)
-        threshold = state.values.get(name, -np.inf)
+        threshold = state.verify.get(name, -np.inf)
         cal = state.calibration
         calibrated = bool(np.isfinite(threshold))
         return [

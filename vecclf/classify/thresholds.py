@@ -40,7 +40,8 @@ class Thresholds:
 
     generation: int
     quantile: float
-    values: dict[str, float]  # concept -> similarity threshold (-inf: never unknown)
+    values: dict[str, float]  # concept -> open-set similarity threshold (-inf: never unknown)
+    verify: dict[str, float]  # concept -> verification threshold (never below its open-set one)
     calibration: openset.Calibration
     set_by_user: frozenset[str]  # concepts whose threshold a user set
 
@@ -65,10 +66,12 @@ class StoreThresholds:
             return cached
         ev = self._current(space, view)
         impostors = {c: sample.nearest[np.isfinite(sample.nearest)] for c, sample in ev.impostor.items()}
-        values, calibration = openset.calibrate(ev.genuine, impostors, quantile=quantile, identity=self.identity)
+        calibrated = openset.calibrate(ev.genuine, impostors, quantile=quantile, identity=self.identity)
+        values, verify = calibrated.open_set, calibrated.verify
         chosen = {c: v for c, v in self.store.concept_thresholds().items() if c in values}
         values.update(chosen)
-        result = Thresholds(view.generation, quantile, values, calibration, frozenset(chosen))
+        verify.update(chosen)
+        result = Thresholds(view.generation, quantile, values, verify, calibrated.calibration, frozenset(chosen))
         self._cached = {key: t for key, t in self._cached.items() if key[0] != space or t.generation == view.generation}
         self._cached[(space, quantile)] = result
         return result

@@ -101,6 +101,20 @@ def pick_device(requested: str | None = None) -> str:
     return "cpu"
 
 
+CPU_IMAGE_BATCH = 4
+"""Images per forward pass on a CPU. Large batches overflow the CPU's caches: on 2 cores MobileNetV2 ran 50
+images/s in batches of 4 and 17.5 in batches of 64, ViT-B-32 15.0 and 12.6 (GPUs want large batches)."""
+
+
+def image_batch(device: str, requested: int | None) -> int:
+    """Images per forward pass: as requested, else small on a CPU and 64 on an accelerator."""
+    if requested is not None:
+        if requested <= 0:
+            raise ValueError(f"batch size must be positive, got {requested}")
+        return requested
+    return CPU_IMAGE_BATCH if device == "cpu" else 64
+
+
 def normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, as contiguous float32 (norms computed in float64)."""
     wide = np.asarray(x, dtype=np.float64)  # float32 squares can underflow or overflow

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelLoadError
-from .base import BaseEmbedder, Progress, batched, pick_device
+from .base import BaseEmbedder, Progress, batched, image_batch, pick_device
 
 
 def package_dir(package: str) -> Path:
@@ -58,9 +58,17 @@ class OfflineEmbedder(BaseEmbedder):
     IMAGE_DIM = 1280
     TEXT_DIM = 384
 
-    def __init__(self, *, device: str | None = None, batch_size: int = 64, image_size: int = 224) -> None:
+    def __init__(
+        self,
+        *,
+        device: str | None = None,
+        batch_size: int = 64,
+        image_batch_size: int | None = None,
+        image_size: int = 224,
+    ) -> None:
         self.device = pick_device(device)
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # texts per forward pass
+        self.image_batch_size = image_batch(self.device, image_batch_size)
         self.image_size = image_size
         self._lock = threading.Lock()
         self._image_model: Any = None
@@ -154,7 +162,7 @@ class OfflineEmbedder(BaseEmbedder):
             with torch.inference_mode():
                 return model(self._image_tensor(chunk)).float().cpu().numpy()
 
-        return batched(images, self.batch_size, run, self.IMAGE_DIM, progress)
+        return batched(images, self.image_batch_size, run, self.IMAGE_DIM, progress)
 
     def embed_texts(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         import torch

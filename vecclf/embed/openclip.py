@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelLoadError
-from .base import BaseEmbedder, Progress, batched, file_fingerprint, pick_device
+from .base import BaseEmbedder, Progress, batched, file_fingerprint, image_batch, pick_device
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
@@ -77,6 +77,7 @@ class OpenCLIPEmbedder(BaseEmbedder):
         device: str | None = None,
         precision: str | None = None,
         batch_size: int = 64,
+        image_batch_size: int | None = None,
         seed: int = 0,
         cache_dir: str | None = None,
     ) -> None:
@@ -87,7 +88,8 @@ class OpenCLIPEmbedder(BaseEmbedder):
         self.model_name = model
         self.device = pick_device(device)
         self.precision = precision or ("fp16" if self.device == "cuda" else "fp32")
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # texts per forward pass
+        self.image_batch_size = image_batch(self.device, image_batch_size)
         self._checkpoint = Path(checkpoint).expanduser().resolve() if checkpoint else None
         if self._checkpoint is not None:
             if not self._checkpoint.is_file():
@@ -171,7 +173,7 @@ class OpenCLIPEmbedder(BaseEmbedder):
             with torch.inference_mode():
                 return self._model.encode_image(batch).float().cpu().numpy()
 
-        return batched(images, self.batch_size, run, self._dim, progress)
+        return batched(images, self.image_batch_size, run, self._dim, progress)
 
     def embed_texts(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         import torch

@@ -103,7 +103,7 @@ LOADERS: dict[str, Callable[[Mapping[str, Any], dict[str, Any]], Embedder]] = {
 def load_embedder(spec: str | Mapping[str, Any] = "offline", **overrides: Any) -> Embedder:
     """Build an embedder from a preset name/model string or a stored ``spec`` mapping.
 
-    ``overrides`` (``device``, ``batch_size``, ``precision``) are passed to the constructor.
+    ``overrides`` (``device``, ``batch_size``, ``image_batch_size``, ``precision``) are passed to the constructor.
     """
     s = parse_model(spec) if isinstance(spec, str) else dict(spec)
     loader = LOADERS.get(str(s.get("kind")))
