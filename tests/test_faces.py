@@ -106,3 +106,17 @@ def test_http_verify_with_an_uploaded_photo(faces_store) -> None:
         assert r.status_code == 400 and r.json()["error"]["type"] == "NoFaceError"
         r = client.post("/predict", json={"text": "alice", "faces": "all"})
         assert r.status_code == 400
+
+
+def test_enrolling_every_photo_twice_changes_no_answer(faces_store) -> None:
+    root, path = faces_store
+    photos = [root / p / f"{i}.pgm" for p in ("s1", "s2", "s3", "s4") for i in (1, 2, 3)]
+    queries = [root / p / f"{i}.pgm" for p in ("s1", "s4", "s9") for i in (7, 9)]
+    with ConceptClassifier.open(path) as clf:
+        before = [p.to_dict() for p in clf.predict(queries, method="knn")]
+        verified = clf.verify(queries, concept="s1")
+        for person in ("s1", "s2", "s3", "s4"):
+            report = clf.add([p for p in photos if p.parent.name == person], [person])
+            assert not report.added and len(report.duplicates) == 3
+        assert [p.to_dict() for p in clf.predict(queries, method="knn")] == before
+        assert clf.verify(queries, concept="s1") == verified

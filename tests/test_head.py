@@ -221,3 +221,14 @@ def test_migration_from_schema_1(clf) -> None:
         assert again.head("joint") is not None
         added = again.add([solid_image((200, 30, 30))], ["red"])  # the thumbnails table exists again
         assert again.store.thumbnail(added.ids[0])[:2] == b"\xff\xd8"  # a JPEG
+
+
+def test_auto_mode_is_chosen_per_space(tmp_path) -> None:
+    """A negative text example makes the text head multi-label, not the image head beside it."""
+    with ConceptClassifier.create(tmp_path / "s", "offline") as clf:
+        clf.add_texts(["my card is lost", "card missing"], ["lost_card"], negatives=["rates"])
+        clf.add_texts(["exchange rate please", "euro rate"], ["rates"])
+        for name, rgb in (("red", (220, 30, 30)), ("blue", (30, 40, 220))):
+            clf.add([solid_image(rgb, seed=s) for s in range(3)], [name])
+        modes = {space: s["mode"] for space, s in clf.train().items()}
+    assert modes == {"text": "multilabel", "image": "exclusive"}
