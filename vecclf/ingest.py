@@ -73,31 +73,12 @@ def rows(embedded: Embedded, concepts: tuple[str, ...], negatives: tuple[str, ..
     """The store rows of one embedded input: itself, and a video's frames after it (``at``: the position
     the input's row will have in its batch, which frames point at)."""
     it, space = embedded.item, embedded.space
+    labelled: dict[str, Any] = {"source": it.source, "concepts": concepts, "negatives": negatives}
     if isinstance(it, TextItem):
-        return [
-            NewInput(
-                "text",
-                space,
-                it.content_hash,
-                embedded.vector,
-                source=it.source,
-                text=it.text,
-                concepts=concepts,
-                negatives=negatives,
-            )
-        ]
+        return [NewInput("text", space, it.content_hash, embedded.vector, text=it.text, **labelled)]
     if isinstance(it, ImageItem):
         return [
-            NewInput(
-                "image",
-                space,
-                it.content_hash,
-                embedded.vector,
-                source=it.source,
-                concepts=concepts,
-                negatives=negatives,
-                thumbnail=thumbnail_jpeg(it.image),
-            )
+            NewInput("image", space, it.content_hash, embedded.vector, thumbnail=thumbnail_jpeg(it.image), **labelled)
         ]
     assert isinstance(it, VideoItem) and embedded.frames is not None
     video = NewInput(
@@ -105,11 +86,9 @@ def rows(embedded: Embedded, concepts: tuple[str, ...], negatives: tuple[str, ..
         space,
         it.content_hash,
         embedded.vector,
-        source=it.source,
-        concepts=concepts,
-        negatives=negatives,
         metadata={"frames": len(it.frames)},
         thumbnail=thumbnail_jpeg(it.frames[0]),
+        **labelled,
     )
     return [video] + [
         NewInput("frame", space, h, v, source=it.source, parent=at, frame_index=n, timestamp_s=t)
