@@ -95,7 +95,7 @@ def test_http_verify_with_an_uploaded_photo(faces_store) -> None:
 
     root, path = faces_store
     photo = (root / "s3" / "7.pgm").read_bytes()
-    with TestClient(create_app(path, read_only=True)) as client:
+    with TestClient(create_app(path, read_only=True), base_url="http://localhost") as client:
         r = client.post("/verify", files={"file": ("s3.pgm", photo)}, data={"concept": "s3"})
         assert r.status_code == 200, r.text
         (v,) = r.json()["verifications"]

@@ -69,15 +69,21 @@ def test_text_validation() -> None:
 def test_tables(tmp_path) -> None:
     csv_path = tmp_path / "t.csv"
     csv_path.write_text('text,category\nhello there,greet\n"bye, now",leave\n', encoding="utf-8")
-    assert read_text_table(csv_path) == [("hello there", "greet"), ("bye, now", "leave")]
+    assert read_text_table(csv_path) == [(2, "hello there", "greet"), (3, "bye, now", "leave")]  # (file line, ...)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbftext,label\nhi,greet\n")  # as spreadsheet programs save UTF-8
+    assert read_text_table(bom) == [(2, "hi", "greet")]
     jl = tmp_path / "t.jsonl"
     jl.write_text("\n".join(json.dumps(r) for r in [{"q": "a", "y": "A"}, {"q": "b", "y": "B"}]), encoding="utf-8")
-    assert read_text_table(jl, text_column="q", label_column="y") == [("a", "A"), ("b", "B")]
+    assert read_text_table(jl, text_column="q", label_column="y") == [(1, "a", "A"), (2, "b", "B")]
     with pytest.raises(InvalidInputError, match="not found"):
         read_text_table(jl, text_column="nope")
-    (tmp_path / "bad.jsonl").write_text("{not json\n", encoding="utf-8")
-    with pytest.raises(InvalidInputError, match="cannot parse"):
+    (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n\n{not json\n', encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"bad.jsonl:3: not valid JSON"):  # the file's line, not the row's
         read_text_table(tmp_path / "bad.jsonl")
+    (tmp_path / "latin1.csv").write_bytes(b"text,label\nok,a\ncaf\xe9,b\n")
+    with pytest.raises(InvalidInputError, match=r"latin1.csv:3: not valid UTF-8"):
+        read_text_table(tmp_path / "latin1.csv")
 
 
 def test_bad_files_reported_without_losing_the_batch(clf, tmp_path, image_files) -> None:

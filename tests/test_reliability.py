@@ -136,7 +136,7 @@ def test_upload_file_names_cannot_place_files(tmp_path, tiny_embedder) -> None:
     video = make_video(tmp_path / "clip.mp4", [(200, 0, 0), (0, 0, 200)])
     target = tmp_path / "escaped.mp4"
     with ConceptClassifier(_make_store(tmp_path / "store", tiny_embedder), tiny_embedder) as clf:
-        with TestClient(create_app(clf.store.path, classifier=clf)) as client:
+        with TestClient(create_app(clf.store.path, classifier=clf), base_url="http://localhost") as client:
             name = "../" * 12 + str(target).lstrip("/")
             r = client.post("/inputs", files={"file": (name, video.read_bytes(), "video/mp4")}, data={"concept": "v"})
             assert r.status_code == 201, r.text

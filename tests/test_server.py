@@ -30,7 +30,7 @@ def client(clf) -> Iterator[TestClient]:
     for name, rgb in (("red", RED), ("green", GREEN), ("blue", BLUE)):
         clf.add([solid_image(rgb, seed=s) for s in range(6)], [name])
     app = create_app(clf.store.path, classifier=clf, limits=ServerLimits(max_body_bytes=2_000_000))
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, raise_server_exceptions=False, base_url="http://localhost") as c:
         yield c
 
 
@@ -258,7 +258,7 @@ def test_thumbnails_evaluation_and_page(client) -> None:
 def test_bearer_token_required_except_healthz(clf) -> None:
     clf.add([solid_image(RED)], ["red"])
     app = create_app(clf.store.path, classifier=clf, token="s3cret")
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://localhost") as c:
         assert c.get("/healthz").status_code == 200
         r = c.get("/concepts")
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"

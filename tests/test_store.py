@@ -179,7 +179,7 @@ def test_concept_rename_and_delete(clf, image_files) -> None:
         clf.rename_concept("crimson", "blue")
     with pytest.raises(UnknownConceptError):
         clf.rename_concept("red", "x")
-    assert clf.delete_concept("blue") == 2
+    assert clf.delete_concept("blue")["labels_removed"] == 2
     assert [c["name"] for c in clf.concepts()] == ["crimson"]
     assert clf.store.count() == 2  # inputs stay
 

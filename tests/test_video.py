@@ -48,9 +48,11 @@ def test_video_frames_stored_and_linked(clf, tmp_path, image_files) -> None:
     assert len(frames) == 2 and all(k == "frame" and p == vid for k, p, _, _ in frames)
     assert [f[2] for f in frames] == [0, 1]
     # frames inherit the video's concept, and a frame found by search points back at its video
-    hit = clf.search([image_files["green"][0]], k=3)[0]
+    hit = clf.search([image_files["green"][0]], k=3, collapse=False)[0]
     assert {h.parent_id for h in hit if h.kind == "frame"} == {vid}
     assert all(h.concepts == ["clip"] for h in hit)
+    collapsed = clf.search([image_files["green"][0]], k=3)[0]  # the video and its frames: one hit
+    assert [(h.id, h.kind) for h in collapsed] == [(vid, "video")] and collapsed[0].timestamp_s is not None
     # the video counts as one example in the vote, however many frames match
     clf.add(image_files["red"][:1], ["red"])
     pred = clf.predict([image_files["red"][1]], k=3)[0]

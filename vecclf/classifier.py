@@ -7,6 +7,7 @@ written to or looked up in the store (:mod:`vecclf.store`) and answered by :mod:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,13 +23,48 @@ from .classify.training import train_heads, training_data
 from .config import DEFAULT_K, DEFAULT_TOP, DEFAULT_UNKNOWN_QUANTILE, METHODS, Limits
 from .embed import DEFAULT_MODEL, Embedded, Embedder, Progress, load_embedder, parse_model
 from .errors import InvalidInputError, ModelMismatchError
-from .evaluate import REPORT_FILE, evaluate_arrays, write_report
+from .evaluate import REPORT_FILE, evaluate_arrays, held_out, write_report
 from .ingest import AddReport, Ingest
-from .inputs import Failure, Item, MediaLike, decode_media, decode_texts
+from .inputs import (
+    Failure,
+    Item,
+    MediaLike,
+    TextItem,
+    concept_folders,
+    decode_media,
+    decode_paths,
+    decode_texts,
+    read_text_table,
+    sha256_hex,
+    shown,
+)
 from .queries import Query, answers, as_queries, per_space, strict
 from .store import Store
 
 __all__ = ["AddReport", "ConceptClassifier", "Hit", "Prediction", "import_path"]
+
+
+def _labelled_items(
+    test: Path, limits: Limits, text_column: str | None, label_column: str | None
+) -> Iterator[tuple[Item | Failure, str]]:
+    """A labelled test set's items with their labels: a folder per concept, or a table's rows."""
+    if test.is_dir():
+        for concept, found in concept_folders(test):
+            for it in decode_paths([f for f in found if isinstance(f, Path)], limits=limits):
+                yield it, concept
+        return
+    for n, text, label in read_text_table(test, text_column=text_column, label_column=label_column, limits=limits):
+        if label is None:
+            raise InvalidInputError(f"{test}:{n}: no label (a test set needs a label column)")
+        (item,) = decode_texts([(f"{shown(test.absolute())}:{n}", text)], limits=limits)
+        yield item, label
+
+
+def _text_source(text: Any) -> str:
+    """A stored text's source, from its content: texts added in separate calls never share one."""
+    if not isinstance(text, str):
+        return "<text>"
+    return f"<text {sha256_hex(text.strip().encode('utf-8', 'surrogatepass'))[:12]}>"
 
 
 class ConceptClassifier:
@@ -170,7 +206,7 @@ class ConceptClassifier:
         keep_duplicates: bool = False,
     ) -> AddReport:
         """Add texts labelled with ``concepts``; empty texts are reported as failures (duplicates as in :meth:`add`)."""
-        items = decode_texts(((f"<text {n}>", t) for n, t in enumerate(texts)), limits=self.limits)
+        items = decode_texts(((_text_source(t), t) for t in texts), limits=self.limits)
         return self._ingest().add(items, concepts, negatives, progress, keep_duplicates=keep_duplicates)
 
     def import_path(
@@ -215,6 +251,7 @@ class ConceptClassifier:
         top: int = DEFAULT_TOP,
         split: bool = False,
         unknown_quantile: float | None = None,
+        failures: list[Failure] | None = None,
     ) -> list[Prediction]:
         """Classify images/videos and texts, one answer per input (``split``: per face or video frame).
 
@@ -222,13 +259,13 @@ class ConceptClassifier:
         ``zeroshot`` (concept names through the text tower, blended with any examples), or
         ``auto``: a fresh head if one exists, else k-NN, else zero-shot when the store has
         concepts but no examples at all. An answer is ``unknown`` below its concept's open-set threshold
-        (``unknown_quantile``: for this call; see :mod:`vecclf.classify.openset`). The first input that cannot
-        be read raises its error.
+        (``unknown_quantile``: for this call; see :mod:`vecclf.classify.openset`). An input that cannot be read
+        or embedded is put in ``failures`` when a list is given (the others are answered), else raises its error.
         """
         stream = self.predict_stream(
             self._decoded(media, texts), method=method, k=k, top=top, split=split, unknown_quantile=unknown_quantile
         )
-        return strict(stream)
+        return strict(stream, failures)
 
     def predict_stream(
         self,
@@ -245,7 +282,12 @@ class ConceptClassifier:
         if method not in METHODS:
             raise InvalidInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         return answers(
-            self.embedder, inputs, split, lambda embedded: self.predict_embedded(embedded, method=method, k=k, top=top)
+            self.embedder,
+            inputs,
+            split,
+            lambda embedded: self.predict_embedded(
+                embedded, method=method, k=k, top=top, unknown_quantile=unknown_quantile
+            ),
         )
 
     def predict_embedded(
@@ -258,7 +300,11 @@ class ConceptClassifier:
         unknown_quantile: float | None = None,
     ) -> list[Prediction]:
         """Predictions for embedded queries: one batched prediction per space, answers in query order."""
-        return self._predict(as_queries(embedded), method, k, top, unknown_quantile)
+        preds = self._predict(as_queries(embedded), method, k, top, unknown_quantile)
+        return [
+            dataclasses.replace(p, text=e.item.text) if isinstance(e.item, TextItem) else p
+            for p, e in zip(preds, embedded)
+        ]
 
     def _predict(
         self, queries: Sequence[Query], method: str, k: int | None, top: int, quantile: float | None = None
@@ -312,8 +358,9 @@ class ConceptClassifier:
         concept: str,
         split: bool = False,
         unknown_quantile: float | None = None,
+        failures: list[Failure] | None = None,
     ) -> list[dict[str, Any]]:
-        """1:1 verification: is each input the ``concept``?
+        """1:1 verification: is each input the ``concept``? (``failures``: as in :meth:`predict`)
 
         The score is the best similarity to one of the concept's examples; the threshold is the concept's
         open-set threshold, below which predictions answer ``unknown`` (see :mod:`vecclf.classify.openset`), so
@@ -326,7 +373,7 @@ class ConceptClassifier:
             split,
             lambda e: self.verify_embedded(e, concept=concept, unknown_quantile=unknown_quantile),
         )
-        return strict(stream)
+        return strict(stream, failures)
 
     def verify_embedded(
         self, embedded: Sequence[Embedded], *, concept: str, unknown_quantile: float | None = None
@@ -355,31 +402,44 @@ class ConceptClassifier:
         k: int = DEFAULT_K,
         concept: str | None = None,
         split: bool = False,
+        failures: list[Failure] | None = None,
+        queries: list[str] | None = None,
+        collapse: bool = True,
     ) -> list[list[Hit]]:
-        """Most similar stored inputs per query; ``concept`` restricts candidates before ranking."""
+        """Most similar stored inputs per query; ``concept`` restricts candidates before ranking
+        (``failures``: as in :meth:`predict`; ``queries``, when given, gets each answered query's source).
+        """
         if k <= 0:
             raise InvalidInputError(f"k must be positive, got {k}")
 
         def answer(embedded: list[Embedded]) -> list[list[Hit]]:
-            return self.search_embedded(embedded, k=k, concept=concept)
+            if queries is not None:
+                queries.extend(e.item.source for e in embedded)
+            return self.search_embedded(embedded, k=k, concept=concept, collapse=collapse)
 
         stream = answers(self.embedder, self._decoded(media, texts), split, answer)
-        return strict(stream)
+        return strict(stream, failures)
 
     def search_embedded(
-        self, embedded: Sequence[Embedded], *, k: int = DEFAULT_K, concept: str | None = None
+        self, embedded: Sequence[Embedded], *, k: int = DEFAULT_K, concept: str | None = None, collapse: bool = True
     ) -> list[list[Hit]]:
         """:meth:`search` for embedded queries."""
         return per_space(
             as_queries(embedded),
-            lambda space, vectors, _: self.search_vectors(space, vectors, k=k, concept=concept),
+            lambda space, vectors, _: self.search_vectors(space, vectors, k=k, concept=concept, collapse=collapse),
         )
 
     def search_vectors(
-        self, space: str, vectors: np.ndarray, *, k: int = DEFAULT_K, concept: str | None = None
+        self,
+        space: str,
+        vectors: np.ndarray,
+        *,
+        k: int = DEFAULT_K,
+        concept: str | None = None,
+        collapse: bool = True,
     ) -> list[list[Hit]]:
         """Search with already-embedded queries (one consistent view of the store)."""
-        return self.predictor.search(space, vectors, k=k, concept=concept)
+        return self.predictor.search(space, vectors, k=k, concept=concept, collapse=collapse)
 
     # ------------------------------------------------------------------ heads and evaluation
     def head(self, space: str) -> tuple[HeadWeights, bool] | None:
@@ -407,12 +467,23 @@ class ConceptClassifier:
         folds: int = 5,
         k: int | None = None,
         out_dir: str | Path | None = None,
+        test: str | Path | None = None,
+        text_column: str | None = None,
+        label_column: str | None = None,
+        progress: Progress | None = None,
     ) -> dict[str, Any]:
-        """Leave-one-out (k-NN) or k-fold (head) evaluation of the stored examples.
+        """Leave-one-out (k-NN) or k-fold (head) evaluation of the stored examples; with ``test`` (a folder per
+        concept, or a CSV/JSONL table with text and label columns) the stored classifier's answers on that
+        labelled set instead (``method``: any prediction method), out-of-scope items (labels that are no stored
+        concept) included.
 
         Writes ``evaluation.json`` and PNG plots to ``out_dir`` (default: ``<store>/evaluation``)
         and returns the report with the written ``files``.
         """
+        if test is not None:
+            report = self._evaluate_on(Path(test), method, k, text_column, label_column, progress)
+            report["files"] = write_report(report, Path(out_dir) if out_dir else self._evaluation_dir)
+            return {key: v for key, v in report.items() if not key.startswith("_")}
         spaces = [space] if space else [s for s in self.store.spaces if self.store.label_view(s).classes]
         if not spaces:
             raise InvalidInputError("nothing to evaluate: add labelled examples first")
@@ -430,6 +501,41 @@ class ConceptClassifier:
         report["space"] = chosen
         report["files"] = write_report(report, Path(out_dir) if out_dir else self._evaluation_dir)
         return {key: v for key, v in report.items() if not key.startswith("_")}
+
+    def _evaluate_on(
+        self,
+        test: Path,
+        method: str,
+        k: int | None,
+        text_column: str | None,
+        label_column: str | None,
+        progress: Progress | None,
+    ) -> dict[str, Any]:
+        labelled = _labelled_items(test, self.limits, text_column, label_column)
+        classes = sorted(c.name for c in self.store.concepts())
+        truth: dict[str, str] = {}
+
+        def items() -> Iterator[Item | Failure]:
+            for it, label in labelled:
+                truth[it.source] = label
+                yield it
+
+        answers, failed = [], []
+        for result in self.predict_stream(items(), method=method, k=k, top=max(1, len(classes))):
+            if isinstance(result, Failure):
+                failed.append(result)
+            else:  # a face store's answer names its face: "photo.jpg#face=..."
+                label = truth.get(result.source, truth.get(result.source.rsplit("#", 1)[0], ""))
+                answers.append((label, (result.concept, result.scores)))
+            if progress is not None:
+                progress(1)
+        if not answers:
+            raise InvalidInputError(f"{test}: nothing in the test set could be answered")
+        report = held_out([t for t, _ in answers], [a for _, a in answers], classes, method=method)
+        report["skipped"] = len(failed)
+        report["failures"] = [{"source": f.source, "reason": f.reason} for f in failed[:100]]
+        report["test"] = str(test)
+        return report
 
     @property
     def _evaluation_dir(self) -> Path:
@@ -477,9 +583,16 @@ class ConceptClassifier:
         """Rename a concept."""
         self.store.rename_concept(old, new)
 
-    def delete_concept(self, name: str) -> int:
-        """Delete a concept's labels (its inputs stay); returns the number of labels removed."""
-        return self.store.delete_concept(name)
+    def delete_concept(self, name: str, *, with_inputs: bool = False) -> dict[str, int]:
+        """Delete a concept and its labels; its inputs stay unless ``with_inputs`` (see :meth:`Store.delete_concept`)."""
+        return self.store.delete_concept(name, with_inputs=with_inputs)
+
+    def inputs(
+        self, *, concept: str | None = None, kind: str | None = None, limit: int = 50, offset: int = 0, after: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Stored inputs, a page at a time (see :meth:`Store.list_inputs`), and how many match in all."""
+        records, total = self.store.list_inputs(concept=concept, kind=kind, limit=limit, offset=offset, after=after)
+        return [r.to_dict() for r in records], total
 
     def delete(self, ids: Sequence[int]) -> list[int]:
         """Delete inputs by id (videos with their frames)."""

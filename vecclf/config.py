@@ -40,6 +40,7 @@ class Limits:
     max_video_frames: int = 300
     video_fps: float = 1.0
     max_text_chars: int = 100_000
+    max_text_file_bytes: int = 256 * 1024 * 1024  # a .txt file or a CSV/JSONL table
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -52,6 +53,7 @@ class Limits:
             max_video_frames=_env_int("VECCLF_MAX_VIDEO_FRAMES", d.max_video_frames),
             video_fps=_env_float("VECCLF_VIDEO_FPS", d.video_fps),
             max_text_chars=_env_int("VECCLF_MAX_TEXT_CHARS", d.max_text_chars),
+            max_text_file_bytes=_env_int("VECCLF_MAX_TEXT_FILE_BYTES", d.max_text_file_bytes),
         )
 
 

@@ -58,6 +58,11 @@ class StoreError(VecclfError):
     http_status = 409
 
 
+class IndexSaveError(StoreError):
+    """The index file could not be saved (e.g. the disk is full). Every acknowledged write is in the database,
+    and the index is rebuilt from it when the store is next opened: nothing is lost."""
+
+
 class StoreNotFoundError(StoreError, NotFoundError):
     """No store exists at the given path."""
 
@@ -107,6 +112,7 @@ def __getattr__(name: str) -> type:
 
 __all__ = [
     "ConflictError",
+    "IndexSaveError",
     "InvalidInputError",
     "LimitExceededError",
     "ModalityError",

@@ -284,3 +284,42 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
     fig.savefig(paths["pr"], dpi=110)
     plt.close(fig)
     return {k: str(v) for k, v in paths.items()}
+
+
+def held_out(
+    truth: list[str], answers: list[tuple[str, dict[str, float]]], classes: list[str], *, method: str
+) -> dict[str, Any]:
+    """Metrics of predictions on a labelled test set: ``answers`` are ``(concept or "unknown", scores)``.
+
+    A test label that is no stored concept is out of scope: its right answer is "unknown". ``accuracy`` counts
+    both kinds; per-concept figures, macro F1 and the confusion matrix are over the in-scope items.
+    """
+    col = {c: j for j, c in enumerate(classes)}
+    inside = np.array([t in col for t in truth], dtype=bool)
+    answered = [a for a, _ in answers]
+    right = np.array([a == t if t in col else a == "unknown" for t, a in zip(truth, answered)], dtype=bool)
+    y = np.array([col[t] for t, i in zip(truth, inside) if i], dtype=np.int64)
+    predicted = np.array([col.get(a, -1) for a, i in zip(answered, inside) if i], dtype=np.int64)
+    scores = np.zeros((len(y), len(classes)))
+    for row, (_, s) in enumerate(a for a, i in zip(answers, inside) if i):
+        for name, value in s.items():
+            if name in col:
+                scores[row, col[name]] = value
+    if len(y) == 0:
+        raise InvalidInputError("no test item is labelled with a stored concept")
+    out = metrics(y, scores, classes, predicted)
+    out["accuracy"] = round(float(right.mean()), 4)
+    out["in_scope_accuracy"] = round(float(np.mean(predicted == y)), 4)
+    out["unknown_rate"] = round(float(np.mean(predicted < 0)), 4)
+    outside = ~inside
+    out["out_of_scope"] = int(outside.sum())
+    out["unknown_recall"] = round(float(right[outside].mean()), 4) if outside.any() else None
+    return {
+        "method": method,
+        "protocol": "held-out test set",
+        "examples": len(truth),
+        "skipped": 0,
+        **out,
+        "_scores": scores,
+        "_truth": y,
+    }

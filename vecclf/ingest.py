@@ -26,12 +26,21 @@ from .inputs import (
     decode_paths,
     decode_texts,
     read_text_table,
+    shown,
     thumbnail_jpeg,
 )
 from .labels import check_concept_name
 from .store import NewInput, Store
 
 BATCH = 64  # inputs embedded and written together
+
+
+def _concept(name: str, what: str) -> tuple[str, Failure | None]:
+    """A concept name checked, or the failure its inputs get instead."""
+    try:
+        return check_concept_name(name), None
+    except InvalidInputError as exc:
+        return name, Failure(what, f"{what} cannot name a concept: {exc}", exc)
 
 
 @dataclass
@@ -175,19 +184,31 @@ class Ingest:
         if limit_per_concept is not None and limit_per_concept <= 0:
             raise InvalidInputError("limit per concept must be positive")
         if p.is_dir():
-            for concept, found in concept_folders(p):
+            for folder, found in concept_folders(p):
                 files = [f for f in found if isinstance(f, Path)]
-                picked = files[:limit_per_concept] if limit_per_concept else files
                 skipped = [f for f in found if isinstance(f, Failure)]
+                concept, bad = _concept(folder, f"folder {shown(p / folder)!r}")
+                if bad is not None:  # every file of a folder that cannot name a concept is reported, none stored
+                    report.failures += skipped + [Failure(shown(f), bad.reason, bad.error) for f in files]
+                    continue
+                picked = files[:limit_per_concept] if limit_per_concept else files
                 lazy = itertools.chain(skipped, decode_paths(picked, limits=self.limits, draft=self.draft))
                 report.merge(self.add(lazy, [concept], (), progress, keep_duplicates=keep_duplicates))  # decoded lazily
             return report
-        table = read_text_table(p, text_column=text_column, label_column=label_column)
+        table = read_text_table(p, text_column=text_column, label_column=label_column, limits=self.limits)
         groups: dict[str | None, list[tuple[int, str]]] = {}
-        for n, (text, label) in enumerate(table, start=1):
+        for n, text, label in table:
             groups.setdefault(label, []).append((n, text))
+        name = shown(p)
         for label in sorted(groups, key=lambda x: (x is None, x or "")):
             chosen = groups[label][:limit_per_concept] if limit_per_concept else groups[label]
-            items = decode_texts(((f"{p}:{n}", text) for n, text in chosen), limits=self.limits)
-            report.merge(self.add(items, [label] if label else [], (), progress, keep_duplicates=keep_duplicates))
+            concepts: list[str] = []
+            if label is not None:
+                concept, bad = _concept(label, "label")
+                if bad is not None:  # every row with a label that cannot name a concept is reported, none stored
+                    report.failures += [Failure(f"{name}:{n}", bad.reason, bad.error) for n, _ in chosen]
+                    continue
+                concepts = [concept]
+            items = decode_texts(((f"{name}:{n}", text) for n, text in chosen), limits=self.limits)
+            report.merge(self.add(items, concepts, (), progress, keep_duplicates=keep_duplicates))
         return report

@@ -193,17 +193,32 @@ class LabelView:
         return roots.reshape(np.shape(ids)), rows.reshape(np.shape(ids))
 
 
+HIDDEN_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "an invisible formatting character (zero-width or bidirectional)",
+    "Cs": "a lone surrogate (not valid Unicode)",
+    "Co": "a private-use character",
+    "Cn": "an unassigned character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+"""Unicode categories a concept name may not contain: they are invisible or reorder text, so two names that look
+the same could differ (or a name could display as another) on the page, in JSON and in a terminal."""
+
+
 def check_concept_name(name: str) -> str:
-    """Validate and normalise (NFC, stripped) a concept name."""
+    """A concept name normalised (NFC, stripped of surrounding whitespace), or a typed error saying what is wrong."""
     if not isinstance(name, str):
         raise InvalidInputError(f"concept name must be a string, got {type(name).__name__}")
+    for ch in name:
+        kind = HIDDEN_CATEGORIES.get(unicodedata.category(ch))
+        if kind is not None:
+            raise InvalidInputError(f"concept name {name!a} contains {kind} (U+{ord(ch):04X})")
     clean = unicodedata.normalize("NFC", name).strip()
     if not clean:
         raise InvalidInputError("concept name is empty")
     if len(clean) > MAX_CONCEPT_CHARS:
         raise InvalidInputError(f"concept name longer than {MAX_CONCEPT_CHARS} characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in clean):
-        raise InvalidInputError(f"concept name {clean!r} contains control characters")
     if clean.lower() in RESERVED_CONCEPTS:
         raise InvalidInputError(f"concept name {clean!r} is reserved (predictions use it for open-set answers)")
     return clean

@@ -39,13 +39,16 @@ def as_queries(embedded: Sequence[Embedded]) -> list[Query]:
     return [(e.item.source, e.space, e.vector) for e in embedded]
 
 
-def strict(results: Iterable[T | Failure]) -> list[T]:
-    """Every answer; the first input that failed raises its error instead."""
+def strict(results: Iterable[T | Failure], failures: list[Failure] | None = None) -> list[T]:
+    """Every answer; an input that failed goes into ``failures`` when given, else raises its error."""
     out: list[T] = []
     for r in results:
         if isinstance(r, Failure):
-            raise r.error if isinstance(r.error, VecclfError) else InvalidInputError(f"{r.source}: {r.reason}")
-        out.append(r)
+            if failures is None:
+                raise r.error if isinstance(r.error, VecclfError) else InvalidInputError(f"{r.source}: {r.reason}")
+            failures.append(r)
+        else:
+            out.append(r)
     return out
 
 

@@ -43,6 +43,7 @@ class Prediction:
     stale: bool  # answered by a head trained before the store's last change
     scores: dict[str, float]
     neighbours: list[dict[str, Any]]
+    text: str | None = None  # the query's text, for text queries
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -257,6 +258,7 @@ class Predictor:
                             "concepts": records[nid].concepts,
                             "negatives": records[nid].negatives,
                             "source": records[nid].source,
+                            "text": records[nid].text,
                         }
                         for nid, _, sim, _ in (votes.neighbours[i] if votes else [])
                     ],
@@ -318,22 +320,39 @@ class Predictor:
 
     # ------------------------------------------------------------------ searching
     def search(
-        self, space: str, vectors: np.ndarray, *, k: int = DEFAULT_K, concept: str | None = None
+        self, space: str, vectors: np.ndarray, *, k: int = DEFAULT_K, concept: str | None = None, collapse: bool = True
     ) -> list[list[Hit]]:
-        """The ``k`` most similar stored inputs to each query; ``concept`` restricts them before ranking."""
+        """The ``k`` most similar stored inputs to each query; ``concept`` restricts them before ranking.
+
+        ``collapse``: a video and its frames are one hit (the video, with the time of its best frame), not one hit
+        each.
+        """
         with self.store.reading():
             self.check_queryable(space)
             restrict = self.store.concept_member_ids(space, concept) if concept is not None else None
             if restrict is not None and len(restrict) == 0:
                 return [[] for _ in range(len(vectors))]
-            sims, ids = self.store.search(space, vectors, k, restrict_to=restrict)
-            keep = [[(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_s, row_i in zip(sims, ids)]
-            records = {r.id: r for r in self.store.get(sorted({i for row in keep for i, _ in row}))}
+            view = self.store.label_view(space)
+            collapse = collapse and view.has_frames
+            sims, ids = self.store.search(space, vectors, k * 4 if collapse else k, restrict_to=restrict)
+            roots = view.rows_for(ids)[0] if collapse else ids
+            keep: list[list[tuple[int, int, float]]] = []  # per query: (shown id, matched id, similarity)
+            for row_s, row_i, row_r in zip(sims, ids, roots):
+                seen: set[int] = set()
+                chosen: list[tuple[int, int, float]] = []
+                for s, i, r in zip(row_s, row_i, row_r):
+                    shown_id = int(r) if collapse and r >= 0 else int(i)
+                    if i >= 0 and shown_id not in seen and len(chosen) < k:
+                        seen.add(shown_id)
+                        chosen.append((shown_id, int(i), float(s)))
+                keep.append(chosen)
+            wanted = sorted({x for row in keep for hit in row for x in hit[:2]})
+            records = {r.id: r for r in self.store.get(wanted)}
         return [
             [
-                Hit(r.id, round(s, 6), r.kind, r.source, r.text, r.parent_id, r.timestamp_s, r.concepts)
-                for i, s in row
-                for r in (records[i],)
+                Hit(r.id, round(sim, 6), r.kind, r.source, r.text, r.parent_id, m.timestamp_s, r.concepts)
+                for shown_id, matched, sim in row
+                for r, m in ((records[shown_id], records[matched]),)
             ]
             for row in keep
         ]

@@ -115,6 +115,28 @@ def image_batch(device: str, requested: int | None) -> int:
     return CPU_IMAGE_BATCH if device == "cpu" else 64
 
 
+MAX_ASPECT = 4.0
+"""Longest over shortest side an image keeps before the image towers see it (see :func:`bounded_aspect`)."""
+
+
+def bounded_aspect(image: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Image:
+    """``image``, its long side centre-cropped to ``max_aspect`` times the short one.
+
+    The towers scale the short side to their input size and keep the centre, so this changes nothing they
+    see, but an image one pixel wide and 40 million tall would otherwise be scaled to gigabytes first.
+    """
+    w, h = image.size
+    short = max(1, min(w, h))
+    if max(w, h) <= max_aspect * short:
+        return image
+    keep = int(max_aspect * short)
+    if w > h:
+        left = (w - keep) // 2
+        return image.crop((left, 0, left + keep, h))
+    top = (h - keep) // 2
+    return image.crop((0, top, w, top + keep))
+
+
 def normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, as contiguous float32 (norms computed in float64)."""
     wide = np.asarray(x, dtype=np.float64)  # float32 squares can underflow or overflow

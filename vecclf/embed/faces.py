@@ -22,6 +22,7 @@ from ..inputs import ImageItem, Item, VideoItem
 from .base import BaseEmbedder, Progress, file_fingerprint, normalise
 
 CHIP_SIZE = 150
+MAX_DETECT_SIDE = 2400  # pixels: larger photos are searched for faces at this size
 _MAX_UPSAMPLED_SIDE = 2400
 # Marks an aligned crop made by detect(), so embedding it does not run detection again.
 _CHIP_MARK = "vecclf.face_chip"
@@ -119,7 +120,14 @@ class FaceEmbedder(BaseEmbedder):
         return self._models
 
     def detect(self, image: Image.Image) -> list[Face]:
-        """Faces in ``image``, largest first, each aligned to a 150x150 crop (empty when none)."""
+        """Faces in ``image``, largest first, each aligned to a 150x150 crop (empty when none).
+
+        Photos past :data:`MAX_DETECT_SIDE` pixels on a side are searched at that size (boxes in the photo's own
+        pixels): the detector's time grows with the pixels, and a face smaller than ~1% of such a photo is lost.
+        """
+        scale = min(1.0, MAX_DETECT_SIDE / max(image.size))
+        if scale < 1.0:
+            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
         pixels = np.asarray(image.convert("RGB"))
         with self._lock:  # dlib's models keep scratch state: one call at a time
             detector, shapes, _ = self._load()
@@ -135,7 +143,13 @@ class FaceEmbedder(BaseEmbedder):
                 chip = Image.fromarray(dlib.get_face_chip(pixels, shapes(pixels, rect), size=CHIP_SIZE))
                 chip.info[_CHIP_MARK] = True
                 h, w = pixels.shape[:2]
-                box = (max(0, rect.left()), max(0, rect.top()), min(w, rect.right()), min(h, rect.bottom()))
+                clipped = (max(0, rect.left()), max(0, rect.top()), min(w, rect.right()), min(h, rect.bottom()))
+                box = (
+                    round(clipped[0] / scale),
+                    round(clipped[1] / scale),
+                    round(clipped[2] / scale),
+                    round(clipped[3] / scale),
+                )
                 faces.append(Face(box=box, chip=chip))
         return sorted(faces, key=lambda f: -f.area)
 

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelLoadError
-from .base import BaseEmbedder, Progress, batched, image_batch, pick_device
+from .base import BaseEmbedder, Progress, batched, bounded_aspect, image_batch, pick_device
 
 
 def package_dir(package: str) -> Path:
@@ -144,8 +144,8 @@ class OfflineEmbedder(BaseEmbedder):
         mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)
         std = np.array([0.229, 0.224, 0.225], dtype=np.float32)
         arrays = []
-        for im in images:
-            scale = size / min(im.size)
+        for im in map(bounded_aspect, images):
+            scale = size / max(1, min(im.size))
             w, h = max(size, round(im.width * scale)), max(size, round(im.height * scale))
             resized = im.resize((w, h), Image.Resampling.BILINEAR)
             left, top = (w - size) // 2, (h - size) // 2

@@ -5,40 +5,22 @@ Image and text towers share one (*joint*) space, so texts and images compare wit
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image
 
 from ..errors import ModelLoadError
-from .base import BaseEmbedder, Progress, batched, file_fingerprint, image_batch, pick_device
+from .base import BaseEmbedder, Progress, batched, bounded_aspect, file_fingerprint, image_batch, pick_device
+from .catalog import hub_reachable
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 TINY_CLIP = "vecclf-tiny-clip"
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Can the model hub be reached? (Assumed yes behind a configured proxy.)"""
-    from huggingface_hub import constants
-
-    if constants.is_offline_mode():
-        return False
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    url = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
 
 
 @contextmanager
@@ -169,7 +151,7 @@ class OpenCLIPEmbedder(BaseEmbedder):
         import torch
 
         def run(chunk: Sequence[Image.Image]) -> np.ndarray:
-            batch = torch.stack([self._preprocess(im) for im in chunk]).to(self.device, self._dtype)
+            batch = torch.stack([self._preprocess(bounded_aspect(im)) for im in chunk]).to(self.device, self._dtype)
             with torch.inference_mode():
                 return self._model.encode_image(batch).float().cpu().numpy()
 

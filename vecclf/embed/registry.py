@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import ModelLoadError
 from .base import Embedder
+from .catalog import preflight
 from .faces import FaceEmbedder
 from .offline import OfflineEmbedder
 from .openclip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, TINY_CLIP, OpenCLIPEmbedder
@@ -84,6 +85,8 @@ def _faces(spec: Mapping[str, Any], overrides: dict[str, Any]) -> Embedder:
 
 
 def _open_clip(spec: Mapping[str, Any], overrides: dict[str, Any]) -> Embedder:
+    model, tag, checkpoint = spec.get("model", DEFAULT_CLIP_MODEL), spec.get("pretrained"), spec.get("checkpoint")
+    preflight(model, tag, checkpoint)  # a mistake fails now, not after importing torch and retrying the hub
     return OpenCLIPEmbedder(
         spec.get("model", DEFAULT_CLIP_MODEL),
         spec.get("pretrained"),

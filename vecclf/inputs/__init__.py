@@ -28,9 +28,11 @@ from .items import (
     TextItem,
     VideoItem,
     check_path,
+    read_bounded,
     sha256_hex,
+    shown,
 )
-from .texts import decode_texts, make_text, read_text_lines, read_text_table
+from .texts import decode_texts, make_text, read_text_table, text_file_items
 from .video import decode_video
 
 __all__ = [
@@ -57,9 +59,11 @@ __all__ = [
     "image_from_pil",
     "load_media",
     "make_text",
-    "read_text_lines",
     "read_text_table",
+    "read_bounded",
     "sha256_hex",
+    "shown",
+    "text_file_items",
     "thumbnail_jpeg",
     "to_rgb",
     "walk_folder",

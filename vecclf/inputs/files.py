@@ -12,10 +12,11 @@ from typing import Any, TypeVar
 from PIL import Image
 
 from ..config import Limits
-from ..errors import InvalidInputError, LimitExceededError, NotFoundError
+from ..errors import InvalidInputError, NotFoundError
 from .images import decode_image, image_from_pil
 from .items import (
     IMAGE_SUFFIXES,
+    TABLE_SUFFIXES,
     TEXT_SUFFIXES,
     VIDEO_SUFFIXES,
     Failure,
@@ -24,11 +25,19 @@ from .items import (
     TextItem,
     VideoItem,
     check_path,
+    read_bounded,
+    shown,
 )
-from .texts import make_text, read_text_lines
+from .texts import decode_texts, read_text_table, text_file_items
 from .video import decode_video
 
 T = TypeVar("T")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:  # "[Errno 13] Permission denied: '/long/path'" -> the cause
+        return exc.strerror
+    return str(exc)
 
 
 def load_media(
@@ -41,13 +50,11 @@ def load_media(
         return decode_image(bytes(obj), source=source or "<bytes>", limits=limits, draft=draft)
     path = check_path(Path(obj))
     if path.is_dir():
-        raise InvalidInputError(f"{path}: is a directory (use add/import on folders)")
+        raise InvalidInputError(f"{shown(path)}: is a directory (use add/import on folders)")
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        return decode_video(path, limits=limits)
-    size = path.stat().st_size
-    if size > limits.max_image_bytes:
-        raise LimitExceededError(f"{path}: {size} bytes exceeds the image limit of {limits.max_image_bytes} bytes")
-    return decode_image(path.read_bytes(), source=source or str(path), limits=limits, draft=draft)
+        return decode_video(path, limits=limits, source=source or shown(path.absolute()))
+    data = read_bounded(path, limits.max_image_bytes, "an image")
+    return decode_image(data, source=source or shown(path.absolute()), limits=limits, draft=draft)
 
 
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES | TEXT_SUFFIXES
@@ -69,14 +76,14 @@ def walk_folder(root: Path) -> Iterator[Path | Failure]:
         here = Path(folder)
         for name in sorted(dirs):
             if _leaves(here / name, real_root):
-                yield Failure(str(here / name), f"symlink leaves {root}: not followed")
+                yield Failure(shown(here / name), f"symlink leaves {shown(root)}: not followed")
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (here / d).is_symlink())
         for name in sorted(files):
             path = here / name
             if name.startswith(".") or path.suffix.lower() not in MEDIA_SUFFIXES:
                 continue
             if _leaves(path, real_root):
-                yield Failure(str(path), f"symlink leaves {root}: not read")
+                yield Failure(shown(path), f"symlink leaves {shown(root)}: not read")
             elif path.is_file():
                 yield path
 
@@ -87,7 +94,7 @@ def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path | Failure]:
         try:
             path = check_path(Path(raw))
         except (InvalidInputError, NotFoundError) as exc:
-            yield Failure(str(raw), str(exc), exc)
+            yield Failure(shown(raw), str(exc), exc)
             continue
         if path.is_dir():
             yield from walk_folder(path)
@@ -99,37 +106,52 @@ def concept_folders(root: Path) -> list[tuple[str, list[Path | Failure]]]:
     """List ``(concept, files)`` for a folder holding one subfolder per concept (see :func:`walk_folder`)."""
     root = check_path(root)
     if not root.is_dir():
-        raise InvalidInputError(f"{root}: not a directory")
+        raise InvalidInputError(f"{shown(root)}: not a directory")
     out: list[tuple[str, list[Path | Failure]]] = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if _leaves(sub, root.resolve()):
-            out.append((sub.name, [Failure(str(sub), f"symlink leaves {root}: not followed")]))
+            out.append((sub.name, [Failure(shown(sub), f"symlink leaves {shown(root)}: not followed")]))
             continue
         files = list(walk_folder(sub))
         if files:
             out.append((sub.name, files))
     if not any(isinstance(f, Path) for _, files in out for f in files):
-        raise InvalidInputError(f"{root}: no concept subfolders with images, videos or .txt files")
+        raise InvalidInputError(f"{shown(root)}: no concept subfolders with images, videos or .txt files")
     return out
 
 
 def decode_paths(
-    paths: Iterable[str | Path], *, limits: Limits, draft: int | None = None
+    paths: Iterable[str | Path],
+    *,
+    limits: Limits,
+    draft: int | None = None,
+    tables: bool = False,
+    text_column: str | None = None,
 ) -> Iterator[ImageItem | TextItem | VideoItem | Failure]:
-    """Files and folders (expanded, see :func:`expand_paths`) as decoded items; ``.txt`` files give one text
-    per line. What cannot be read becomes a :class:`Failure` naming it."""
+    """Files and folders (expanded, see :func:`expand_paths`) as decoded items, named by absolute path;
+    ``.txt`` files give one text per line, and with ``tables`` a CSV/JSONL file gives one per row (its
+    ``text_column``; sources ``FILE:LINE``). What cannot be read becomes a :class:`Failure` naming it."""
     for p in expand_paths(paths):
         if isinstance(p, Failure):
             yield p
             continue
+        p = p.absolute()
+        suffix = p.suffix.lower()
+        if suffix in TEXT_SUFFIXES:
+            yield from text_file_items(p, limits=limits)
+            continue
+        if tables and suffix in TABLE_SUFFIXES:
+            try:
+                rows = read_text_table(p, text_column=text_column, limits=limits)
+            except (InvalidInputError, OSError) as exc:
+                yield Failure(shown(p), _reason(exc), exc)
+                continue
+            yield from decode_texts(((f"{shown(p)}:{n}", text) for n, text, _ in rows), limits=limits)
+            continue
         try:
-            if p.suffix.lower() in TEXT_SUFFIXES:
-                for n, line in enumerate(read_text_lines(p), start=1):
-                    yield make_text(line, source=f"{p}:{n}", limits=limits)
-            else:
-                yield load_media(p, limits=limits, draft=draft)
-        except (InvalidInputError, NotFoundError, OSError, UnicodeDecodeError) as exc:
-            yield Failure(str(p), str(exc), exc)
+            yield load_media(p, limits=limits, draft=draft)
+        except (InvalidInputError, NotFoundError, OSError) as exc:
+            yield Failure(shown(p), _reason(exc), exc)
 
 
 def decode_media(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..errors import InvalidInputError, NotFoundError
+from ..errors import InvalidInputError, LimitExceededError, NotFoundError
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".pbm", ".pnm"}
@@ -66,10 +66,25 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def shown(path: str | Path) -> str:
+    """A path as text that is valid UTF-8 whatever bytes the file system holds (undecodable ones as ``\\xNN``)."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """A file's bytes, refused once more than ``limit`` arrive (the size a file system reports is not trusted:
+    devices and FIFOs report none)."""
+    with path.open("rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise LimitExceededError(f"{shown(path)}: more than {limit} bytes, the limit for {what}")
+    return data
+
+
 def check_path(path: Path) -> Path:
     """``path`` if it names something that exists (and holds no NUL byte), else a typed error."""
     if "\x00" in str(path):
         raise InvalidInputError("path contains a NUL character")
     if not path.exists():
-        raise NotFoundError(f"{path}: no such file or directory")
+        raise NotFoundError(f"{shown(path)}: no such file or directory")
     return path

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from ..embed import embed_items
 from ..errors import InvalidInputError, ReadOnlyError, VecclfError
 from ..inputs import Item
 from .batching import MicroBatcher, Results
-from .middleware import LimitAndAuthMiddleware, error_response
+from .middleware import LOOPBACK_NAMES, GuardMiddleware, error_response, host_name
 from .openapi import document
 from .parsing import Call, read_call
 from .routes import Endpoint, endpoints
@@ -84,12 +85,15 @@ def create_app(
     limits: ServerLimits | None = None,
     classifier: ConceptClassifier | None = None,
     unknown_quantile: float | None = None,
+    allowed_hosts: Collection[str] | None = None,
 ) -> Starlette:
     """Build the API over the store at ``store`` (opened at startup, closed at shutdown).
 
     ``token`` (default ``$VECCLF_TOKEN``) requires ``Authorization: Bearer <token>`` on every
     route but ``/healthz`` and the page. ``classifier`` serves an already-open store instead (tests, embedding).
     ``unknown_quantile``: the open-set default for this server (a request may give its own).
+    ``allowed_hosts``: the ``Host`` names it answers (default: loopback names only; ``"*"``: any). Requests a
+    browser sends from another web site are refused either way (see :mod:`vecclf.server.middleware`).
     """
     lim = limits or ServerLimits()
     secret = token if token is not None else os.environ.get("VECCLF_TOKEN") or None
@@ -120,13 +124,23 @@ def create_app(
     async def openapi(request: Request) -> Response:
         return JSONResponse(spec)
 
+    def told(message: str, request: Request) -> str:
+        """An error message as a client may see it: no paths of this machine (the store's, temporary ones)."""
+        clf: ConceptClassifier | None = getattr(request.state, "clf", None)
+        places = [tempfile.gettempdir()]
+        if clf is not None:
+            places += [str(clf.store.path.resolve()), str(clf.store.path)]
+        for place in sorted(set(places), key=len, reverse=True):
+            message = message.replace(place, "<store>" if place != tempfile.gettempdir() else "<tmp>")
+        return message
+
     async def on_vecclf_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, VecclfError)
-        return error_response(exc.kind, str(exc), exc.http_status)
+        return error_response(exc.kind, told(str(exc), request), exc.http_status)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return error_response("HTTPError", str(exc.detail), exc.status_code)
+        return error_response("HTTPError", told(str(exc.detail), request), exc.status_code)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("internal error on %s %s", request.method, request.url.path)
@@ -140,5 +154,12 @@ def create_app(
         exception_handlers={VecclfError: on_vecclf_error, HTTPException: on_http_error, Exception: on_unexpected},
     )
     public = {ep.path for ep in table if ep.public}
-    app.add_middleware(LimitAndAuthMiddleware, token=secret, max_body_bytes=lim.max_body_bytes, public=public)
+    hosts = (
+        None
+        if allowed_hosts is not None and "*" in allowed_hosts
+        else frozenset({*LOOPBACK_NAMES, *(host_name(h) for h in (allowed_hosts or ()))})
+    )
+    app.add_middleware(
+        GuardMiddleware, token=secret, max_body_bytes=lim.max_body_bytes, public=public, allowed_hosts=hosts
+    )
     return app

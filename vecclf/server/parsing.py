@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import json
 import tempfile
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,20 +79,29 @@ def _b64(value: str, limits: Limits) -> bytes:
         raise InvalidInputError(f"'image_base64' is not valid base64: {exc}") from exc
 
 
+def upload_name(filename: str | None) -> str:
+    """An uploaded file's name as it may be shown and stored: its last part only, no control characters, at most
+    200 characters; ``upload`` when nothing is left."""
+    name = Path((filename or "").replace("\\", "/")).name
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")[:200].strip()
+    return name or "upload"
+
+
 async def _upload_items(files: Sequence[UploadFile], limits: Limits) -> list[Item]:
-    """Decode uploaded images (in memory) and videos (through a temporary file)."""
+    """Decode uploaded images (in memory) and videos (through a temporary file of a fixed name)."""
     items: list[Item] = []
     for up in files:
-        name = Path(up.filename or "upload").name
+        name = upload_name(up.filename)
         data = await up.read()
-        if Path(name).suffix.lower() in VIDEO_SUFFIXES or (up.content_type or "").startswith("video/"):
+        suffix = Path(name).suffix.lower()
+        if suffix in VIDEO_SUFFIXES or (up.content_type or "").startswith("video/"):
             if len(data) > limits.max_video_bytes:
                 raise LimitExceededError(f"{name}: video larger than {limits.max_video_bytes} bytes")
             with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / (name if Path(name).suffix else "upload.mp4")
+                path = Path(tmp) / ("upload" + (suffix if suffix in VIDEO_SUFFIXES else ".mp4"))
                 path.write_bytes(data)
-                video = await run_in_threadpool(decode_video, path, limits=limits)
-            items.append(dataclasses.replace(video, source=name))
+                video = await run_in_threadpool(decode_video, path, limits=limits, source=name)
+            items.append(video)
         else:
             items.append(await run_in_threadpool(decode_image, data, source=name, limits=limits))
     return items

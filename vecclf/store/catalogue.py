@@ -24,10 +24,17 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from ..errors import StoreCorruptError, StoreError, StoreLockedError, UnknownConceptError
+from ..errors import InvalidInputError, StoreCorruptError, StoreError, StoreLockedError, UnknownConceptError
 from ..labels import LabelView
 from . import schema
 from .records import ConceptInfo, InputRecord, Marks, NewInput
+
+REFUSED_VALUES = (
+    duckdb.InvalidInputException,
+    duckdb.ConversionException,
+    duckdb.OutOfRangeException,
+    duckdb.TypeMismatchException,
+)
 
 
 def _vector_table(ids: np.ndarray, vectors: np.ndarray) -> pa.Table:
@@ -119,12 +126,17 @@ class Catalogue:
 
     @contextmanager
     def errors(self) -> Iterator[None]:
-        """DuckDB failures surface as typed store errors naming the file (damage is often found late, on read)."""
+        """DuckDB failures surface as typed errors: a value DuckDB refuses is bad input (never "damaged"); damage
+        (often found late, on read) names the file; anything else is a store error naming the file."""
         try:
             yield
+        except REFUSED_VALUES as exc:
+            raise InvalidInputError(f"the store cannot hold this value: {exc}") from exc
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"text is not valid Unicode ({exc.reason})") from exc
         except duckdb.Error as exc:
             text = str(exc).lower()
-            if any(w in text for w in ("corrupt", "checksum", "serializ", "failed to read", "invalid")):
+            if any(w in text for w in ("corrupt", "checksum", "serializ", "failed to read", "not a valid duckdb")):
                 raise StoreCorruptError(f"store database {self.db_path} is damaged: {exc}") from exc
             raise StoreError(f"store database {self.db_path}: {exc}") from exc
 
@@ -266,6 +278,39 @@ class Catalogue:
             .fetchall()
         )
         return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def list_inputs(
+        self, *, concept_id: int | None, kind: str | None, limit: int, offset: int = 0, after: int = 0
+    ) -> tuple[list[int], int]:
+        """Ids of top-level inputs (not video frames) in id order, filtered by positive concept and kind, past id
+        ``after`` and ``offset``; and how many match the filters in all."""
+        where: list[str] = ["parent_id IS NULL"]
+        params: list[Any] = []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if concept_id is not None:
+            where.append("id IN (SELECT input_id FROM labels WHERE concept_id = ? AND positive)")
+            params.append(concept_id)
+        sql = " AND ".join(where)
+        total = int(self.row(f"SELECT count(*) FROM inputs WHERE {sql}", params)[0])
+        rows = (
+            self.db()
+            .execute(
+                f"SELECT id FROM inputs WHERE {sql} AND id > ? ORDER BY id LIMIT ? OFFSET ?",
+                [*params, after, limit, offset],
+            )
+            .fetchall()
+        )
+        return [int(r[0]) for r in rows], total
+
+    def unlabelled_after(self, concept_id: int) -> int:
+        """How many inputs would have no label left without this concept."""
+        found = self.row(
+            "SELECT count(*) FROM (SELECT input_id FROM labels GROUP BY input_id HAVING bool_and(concept_id = ?))",
+            [concept_id],
+        )
+        return int(found[0])
 
     def labels_before(self, concept_ids: Sequence[int], before_id: int) -> bool:
         """Whether any of these concepts labels an input older than ``before_id``."""

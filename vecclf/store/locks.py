@@ -93,27 +93,75 @@ class RWLock:
                 self._cond.notify_all()
 
 
-def take_file_lock(path: Path) -> int:
-    """The store's single-writer lock (an exclusive ``flock`` on ``store.lock``, naming this process),
-    refused at once with the holder named when another process has it."""
-    lock_path = path / LOCK_FILE
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+READERS_DIR = "store.readers"
+
+
+def _me() -> str:
+    return f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}"
+
+
+def _alive(pid: int) -> bool:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def readers(root: Path) -> list[str]:
+    """What the read-only processes that have the store open said of themselves (stale entries are skipped)."""
+    out = []
+    for entry in sorted((root / READERS_DIR).glob("*")) if (root / READERS_DIR).is_dir() else []:
+        if entry.name.isdigit() and _alive(int(entry.name)):
+            out.append(entry.read_text(errors="replace").strip())
+    return out
+
+
+def take_file_lock(path: Path, *, shared: bool = False) -> int | None:
+    """The store's process lock on ``store.lock``: exclusive for the one writer (naming itself in the file), shared
+    for read-only opens (each naming itself under ``store.readers/``), so that a refusal names who holds it."""
+    lock_path = path / LOCK_FILE
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        if not shared:
+            raise
+        try:
+            fd = os.open(lock_path, os.O_RDONLY)  # a read-only copy of a store: a shared lock still works
+        except OSError:
+            return None  # nothing to lock on a read-only medium without a lock file: nobody can write there
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
+        if shared:
+            raise StoreLockedError(
+                f"store {path} is open for writing by another process ({holder(path) or 'unknown process'}); "
+                "read it through that process (vecclf serve answers over HTTP) or wait until it ends"
+            ) from None
+        held = readers(path) or [holder(path) or "unknown process"]
         raise StoreLockedError(
-            f"store {path} is open for writing by another process ({holder(path) or 'unknown process'}); "
-            "stop it or open this store read-only"
+            f"store {path} is open in another process ({'; '.join(held)[:400]}); stop it or open this store read-only"
         ) from None
+    if shared:
+        try:
+            (path / READERS_DIR).mkdir(exist_ok=True)
+            (path / READERS_DIR / str(os.getpid())).write_text(_me() + " (read-only)")
+        except OSError:
+            pass  # a read-only file system: the refusal will just name fewer holders
+        return fd
     os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}".encode())
+    os.write(fd, _me().encode())
     return fd
 
 
-def unlock(fd: int | None) -> None:
-    """Release a lock taken by :func:`take_file_lock`."""
+def unlock(fd: int | None, root: Path | None = None) -> None:
+    """Release a lock taken by :func:`take_file_lock` (a reader's note under ``root`` goes too)."""
     if fd is not None:
+        if root is not None:
+            (root / READERS_DIR / str(os.getpid())).unlink(missing_ok=True)
         os.close(fd)  # closing the descriptor releases the flock
 
 

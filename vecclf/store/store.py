@@ -46,6 +46,8 @@ from .vectors import SpaceIndex, VectorReader
 DB_FILE = "store.duckdb"
 
 
+INPUT_KINDS = ("image", "text", "video")
+"""Kinds of top-level inputs (a video's sampled frames are stored as ``frame`` rows under it)."""
 SAME_VECTOR = 1 - 1e-6
 """Cosine similarity from which two vectors are the same example (a duplicate)."""
 
@@ -130,7 +132,7 @@ class Store:
         db = root / DB_FILE
         if not db.is_file():
             raise StoreNotFoundError(f"no vecclf store at {root} (create one with `vecclf init`)")
-        fd = None if read_only else take_file_lock(root)
+        fd = take_file_lock(root, shared=read_only)
         try:
             con = Catalogue.connect(db, read_only=read_only, holder=lambda: holder(root))
             lock = RWLock()
@@ -142,7 +144,7 @@ class Store:
                 con.close()
                 raise StoreCorruptError(f"{db} is not a readable vecclf store: {exc}") from exc
         except BaseException:
-            unlock(fd)
+            unlock(fd, root if read_only else None)
             raise
         if store.schema_version > schema.SCHEMA_VERSION:
             store.close()
@@ -181,7 +183,7 @@ class Store:
             finally:
                 self._closed = True
                 self._db.close()
-                unlock(self._lock_fd)
+                unlock(self._lock_fd, self.path if self.read_only else None)
                 self._lock_fd = None
 
     def __enter__(self) -> Store:
@@ -504,22 +506,54 @@ class Store:
         with self._read():
             return self._db.concept_thresholds()
 
-    def delete_concept(self, name: str) -> int:
-        """Remove a concept and its labels (inputs stay); returns how many labels went."""
+    def delete_concept(self, name: str, *, with_inputs: bool = False) -> dict[str, int]:
+        """Remove a concept and its labels; its inputs stay, unless ``with_inputs`` (then the inputs labelled with
+        it go too, videos with their frames). Returns ``labels_removed``, ``inputs_deleted`` and
+        ``left_unlabelled`` (inputs that kept no label at all)."""
         clean = check_concept_name(name)
         with self._mutating():
             cid = self._db.concept_ids([clean], create=False)[clean]
+            members: list[int] = []
+            if with_inputs:
+                members = [int(i) for s in self.spaces for i in self._db.member_ids(s, clean)]
+                members = sorted(self._db.top_level(members)) if members else []
+            left = 0 if with_inputs else self._db.unlabelled_after(cid)
+            deleted = self.delete(members) if members else []
             with self._db.transaction():
                 n = self._db.delete_concept(cid)
                 self._db.bump(self.spaces)
             self._memory.relabelled()
-            return n
+            return {"labels_removed": n, "inputs_deleted": len(deleted), "left_unlabelled": left}
 
     def save_head(self, space: str, generation: int, meta: str, arrays: dict[str, np.ndarray]) -> None:
         """Persist a trained head for ``space`` (replacing the previous one)."""
         with self._mutating():
             self._check_space(space)
             self._db.save_head(space, generation, meta, arrays)
+
+    def list_inputs(
+        self,
+        *,
+        concept: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        after: int = 0,
+    ) -> tuple[list[InputRecord], int]:
+        """Top-level inputs (videos, images, texts; not frames) in id order: those positively labelled with
+        ``concept`` and of ``kind``, past id ``after`` (a cursor) and ``offset``; and how many match in all."""
+        if kind is not None and kind not in INPUT_KINDS:
+            raise InvalidInputError(f"kind must be one of {', '.join(INPUT_KINDS)}, got {kind!r}")
+        for value, what in ((limit, "limit"), (offset, "offset"), (after, "cursor")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidInputError(f"{what} must be a non-negative integer, got {value!r}")
+        with self._read():
+            cid = None
+            if concept is not None:
+                name = check_concept_name(concept)
+                cid = self._db.concept_ids([name], create=False)[name]
+            ids, total = self._db.list_inputs(concept_id=cid, kind=kind, limit=limit, offset=offset, after=after)
+            return self.get(ids), total
 
     # ----------------------------------------------------------------- reads
     def concepts(self) -> list[ConceptInfo]:

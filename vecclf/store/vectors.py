@@ -16,7 +16,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import IndexSaveError
 from . import index as kinds
 
 VectorReader = Callable[..., tuple[np.ndarray, np.ndarray]]
@@ -166,7 +166,7 @@ class SpaceIndex:
             os.replace(tmp, path)
         except (OSError, RuntimeError) as exc:  # faiss reports a failed write (e.g. disk full) as RuntimeError
             tmp.unlink(missing_ok=True)
-            raise StoreError(
+            raise IndexSaveError(
                 f"could not save the index {path}: {exc}. Nothing stored is lost: the database holds "
                 "every vector and the index is rebuilt from it when the store is next opened"
             ) from exc
