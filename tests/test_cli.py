@@ -57,7 +57,7 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys, image_files) -
     code, _, err = run(capsys, "add", *s, str(image_files["red"][0]), "--concept", "unknown")
     assert code == 2 and "reserved" in err
     code, _, err = run(capsys, "add", *s, str(tmp_path / "nothing.jpg"), "--concept", "a")
-    assert code == 1 and "no such file" in err
+    assert code == 2 and "no such file" in err
     code, _, err = run(capsys, "delete", *s, "12345")
     assert code == 1 and "no input with id 12345" in err
     code, _, err = run(capsys, "concepts", *s, "delete", "ghost")

@@ -123,7 +123,7 @@ def test_folder_symlinks_leaving_the_folder_are_not_read(tmp_path, tiny_embedder
         dotted = clf.add([tmp_path / "photos" / "cats" / ".." / "cats" / "ok.png"], ["cats"])  # `..` the user typed
         assert len(dotted.duplicates) == 1 and Path(dotted.duplicates[0]["source"]).name == "ok.png"
     store = str(tmp_path / "store")
-    assert main(["add", "bad\x00name.png", "--concept", "x", "--store", store]) == 1
+    assert main(["add", "bad\x00name.png", "--concept", "x", "--store", store]) == 2
     assert "NUL" in capsys.readouterr().err
 
 

@@ -186,14 +186,15 @@ class ConceptClassifier:
 
     def add_items(
         self,
-        items: Sequence[Item],
+        items: Sequence[Item | Failure],
         concepts: Sequence[str] = (),
         negatives: Sequence[str] = (),
         *,
         progress: Progress | None = None,
         keep_duplicates: bool = False,
     ) -> AddReport:
-        """Add already-decoded items (see :mod:`vecclf.inputs`; duplicates as in :meth:`add`)."""
+        """Add already-decoded items (see :mod:`vecclf.inputs`; failures among them are reported as such;
+        duplicates as in :meth:`add`)."""
         return self._ingest().add(items, concepts, negatives, progress, keep_duplicates=keep_duplicates)
 
     def add_texts(
@@ -230,10 +231,13 @@ class ConceptClassifier:
         )
 
     # ------------------------------------------------------------------ querying
-    def _decoded(self, media: Sequence[MediaLike], texts: Sequence[str]) -> Iterator[Item | Failure]:
+    def _decoded(
+        self, media: Sequence[MediaLike], texts: Sequence[str], items: Iterable[Item | Failure] | None = None
+    ) -> Iterator[Item | Failure]:
         draft = getattr(self.embedder, "input_size", None)
         yield from decode_media(media, limits=self.limits, draft=draft)
         yield from decode_texts(((f"<text {n}>", t) for n, t in enumerate(texts)), limits=self.limits)
+        yield from items or ()
 
     def embed(
         self, media: Sequence[MediaLike] = (), texts: Sequence[str] = (), *, split: bool = False
@@ -359,8 +363,10 @@ class ConceptClassifier:
         split: bool = False,
         unknown_quantile: float | None = None,
         failures: list[Failure] | None = None,
+        items: Iterable[Item | Failure] | None = None,
     ) -> list[dict[str, Any]]:
-        """1:1 verification: is each input the ``concept``? (``failures``: as in :meth:`predict`)
+        """1:1 verification: is each input the ``concept``? (``failures``: as in :meth:`predict`; ``items``:
+        decoded inputs, after ``media``/``texts``)
 
         The score is the best similarity to one of the concept's examples; the threshold is the concept's
         open-set threshold, below which predictions answer ``unknown`` (see :mod:`vecclf.classify.openset`), so
@@ -369,7 +375,7 @@ class ConceptClassifier:
         """
         stream = answers(
             self.embedder,
-            self._decoded(media, texts),
+            self._decoded(media, texts, items),
             split,
             lambda e: self.verify_embedded(e, concept=concept, unknown_quantile=unknown_quantile),
         )
@@ -405,9 +411,11 @@ class ConceptClassifier:
         failures: list[Failure] | None = None,
         queries: list[str] | None = None,
         collapse: bool = True,
+        items: Iterable[Item | Failure] | None = None,
     ) -> list[list[Hit]]:
         """Most similar stored inputs per query; ``concept`` restricts candidates before ranking
-        (``failures``: as in :meth:`predict`; ``queries``, when given, gets each answered query's source).
+        (``failures``: as in :meth:`predict`; ``queries``, when given, gets each answered query's source;
+        ``collapse``: one hit per video, its best frame; ``items``: decoded queries, after ``media``/``texts``).
         """
         if k <= 0:
             raise InvalidInputError(f"k must be positive, got {k}")
@@ -417,7 +425,7 @@ class ConceptClassifier:
                 queries.extend(e.item.source for e in embedded)
             return self.search_embedded(embedded, k=k, concept=concept, collapse=collapse)
 
-        stream = answers(self.embedder, self._decoded(media, texts), split, answer)
+        stream = answers(self.embedder, self._decoded(media, texts, items), split, answer)
         return strict(stream, failures)
 
     def search_embedded(
@@ -593,6 +601,10 @@ class ConceptClassifier:
         """Stored inputs, a page at a time (see :meth:`Store.list_inputs`), and how many match in all."""
         records, total = self.store.list_inputs(concept=concept, kind=kind, limit=limit, offset=offset, after=after)
         return [r.to_dict() for r in records], total
+
+    def input(self, input_id: int) -> dict[str, Any]:
+        """One stored input (its kind, source, text and labels) by id."""
+        return self.store.get([input_id])[0].to_dict()
 
     def delete(self, ids: Sequence[int]) -> list[int]:
         """Delete inputs by id (videos with their frames)."""

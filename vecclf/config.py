@@ -17,6 +17,8 @@ MODES = ("auto", "exclusive", "multilabel")
 DEFAULT_K = 10
 DEFAULT_TOP = 5
 DEFAULT_C = 10.0  # see vecclf.classify.head: unit-norm embeddings want weaker regularisation than C=1
+C_MIN, C_MAX = 1e-6, 1e6
+"""The range of ``C`` the CLI, the HTTP API and the head accept (beyond it the fit is all penalty or none)."""
 DEFAULT_UNKNOWN_QUANTILE = 0.01
 
 

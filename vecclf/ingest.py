@@ -6,15 +6,14 @@ be read or embedded is a failure of its own, and the rest are stored.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import Limits
 from .embed import Embedded, Embedder, Progress, embed_items
-from .errors import InvalidInputError
+from .errors import InvalidInputError, StoreError
 from .inputs import (
     Failure,
     ImageItem,
@@ -46,13 +45,14 @@ def _concept(name: str, what: str) -> tuple[str, Failure | None]:
 @dataclass
 class AddReport:
     """What an add/import did: new inputs, duplicates of stored ones (their labels merged), failures by source,
-    and embedding-cache use."""
+    embedding-cache use, and the store error that stopped it part way, if one did (what is listed was stored)."""
 
     added: list[dict[str, Any]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     embedded: int = 0
     cached: int = 0
     duplicates: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
 
     @property
     def ids(self) -> list[int]:
@@ -66,6 +66,7 @@ class AddReport:
         self.failures += other.failures
         self.embedded += other.embedded
         self.cached += other.cached
+        self.error = self.error or other.error
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -75,7 +76,7 @@ class AddReport:
             "failures": [{"source": f.source, "reason": f.reason} for f in self.failures],
             "embedded": self.embedded,
             "cached": self.cached,
-        }
+        } | ({"error": self.error} if self.error else {})
 
 
 def rows(embedded: Embedded, concepts: tuple[str, ...], negatives: tuple[str, ...], at: int) -> list[NewInput]:
@@ -105,6 +106,10 @@ def rows(embedded: Embedded, concepts: tuple[str, ...], negatives: tuple[str, ..
     ]
 
 
+Labelled = tuple[Item | Failure, tuple[str, ...], tuple[str, ...]]
+"""An input (or why it could not be read) with its positive and negative concepts."""
+
+
 class Ingest:
     """Writes decoded inputs into ``store`` through ``embedder``."""
 
@@ -131,41 +136,63 @@ class Ingest:
         """Embed and store ``items`` labelled with ``concepts`` (and ``negatives``), :data:`BATCH` at a time.
 
         An input already stored (same content or same vector) is reported in ``duplicates`` and only gains
-        the labels, unless ``keep_duplicates``.
+        the labels, unless ``keep_duplicates``. ``progress`` is told of each input done (stored or failed).
         """
         pos = tuple(check_concept_name(c) for c in concepts)
         neg = tuple(check_concept_name(c) for c in negatives)
         if set(pos) & set(neg):
             raise InvalidInputError(f"concept(s) {sorted(set(pos) & set(neg))} given as both positive and negative")
+        return self.add_labelled(((it, pos, neg) for it in items), progress, keep_duplicates=keep_duplicates)
+
+    def add_labelled(
+        self, labelled: Iterable[Labelled], progress: Progress | None = None, *, keep_duplicates: bool = False
+    ) -> AddReport:
+        """Embed and store inputs that each carry their own (checked) concepts, :data:`BATCH` at a time
+        whatever their labels. A store error part way (e.g. the disk is full) stops the work: the report
+        keeps what was stored before it and names the error in ``error`` (an error before anything was
+        stored raises)."""
         report = AddReport()
-        batch: list[Item] = []
+        batch: list[tuple[Item, tuple[str, ...], tuple[str, ...]]] = []
 
         def commit() -> None:
             if not batch:
                 return
-            done = embed_items(self.embedder, batch, cache=self.store.cached_vectors, progress=progress)
+            items = [it for it, _, _ in batch]
+            done = embed_items(self.embedder, items, cache=self.store.cached_vectors)
             report.embedded += done.computed
             report.cached += done.cached
-            report.failures += done.failures
             new: list[NewInput] = []
-            for embedded in done.embedded:
-                new += rows(embedded, pos, neg, at=len(new))
+            for (_, pos, neg), result in zip(batch, done.per_input):
+                if isinstance(result, Failure):
+                    report.failures.append(result)
+                    continue
+                for embedded in result:
+                    new += rows(embedded, pos, neg, at=len(new))
             written = self.store.write(new, keep_duplicates=keep_duplicates)
             for n, (row, new_id) in enumerate(zip(new, written.ids)):
                 if n in written.duplicates:
                     report.duplicates.append({"id": new_id, "kind": row.kind, "source": row.source})
                 elif row.kind != "frame":
                     report.added.append({"id": new_id, "kind": row.kind, "source": row.source})
+            if progress is not None:
+                progress(len(batch))
             batch.clear()
 
-        for it in decode_ahead(items):
-            if isinstance(it, Failure):
-                report.failures.append(it)
-                continue
-            batch.append(it)
-            if len(batch) >= BATCH:
-                commit()
-        commit()
+        try:
+            for it, pos, neg in decode_ahead(labelled):
+                if isinstance(it, Failure):
+                    report.failures.append(it)
+                    if progress is not None:
+                        progress(1)
+                    continue
+                batch.append((it, pos, neg))
+                if len(batch) >= BATCH:
+                    commit()
+            commit()
+        except StoreError as exc:  # what was committed before stays committed, and the report says so
+            if not (report.added or report.duplicates):
+                raise
+            report.error = str(exc)
         return report
 
     def import_path(
@@ -178,37 +205,60 @@ class Ingest:
         progress: Progress | None = None,
         keep_duplicates: bool = False,
     ) -> AddReport:
-        """A folder (one subfolder per concept) or a CSV/JSONL text table with a label column."""
-        p = Path(path)
-        report = AddReport()
+        """A folder (one subfolder per concept) or a CSV/JSONL text table with a label column, written in
+        batches of :data:`BATCH` across concepts. Every label is checked before the first write: the inputs of
+        one that cannot name a concept are failures, the rest are stored."""
         if limit_per_concept is not None and limit_per_concept <= 0:
             raise InvalidInputError("limit per concept must be positive")
+        return self.add_labelled(self.plan(path, text_column, label_column, limit_per_concept), progress,
+                                 keep_duplicates=keep_duplicates)  # fmt: skip
+
+    def plan(
+        self,
+        path: str | Path,
+        text_column: str | None = None,
+        label_column: str | None = None,
+        limit_per_concept: int | None = None,
+    ) -> Iterator[Labelled]:
+        """The labelled inputs of a folder per concept or a table (decoded lazily; tables read and checked whole
+        first, so their errors come before anything is stored)."""
+        p = Path(path)
         if p.is_dir():
-            for folder, found in concept_folders(p):
-                files = [f for f in found if isinstance(f, Path)]
-                skipped = [f for f in found if isinstance(f, Failure)]
-                concept, bad = _concept(folder, f"folder {shown(p / folder)!r}")
-                if bad is not None:  # every file of a folder that cannot name a concept is reported, none stored
-                    report.failures += skipped + [Failure(shown(f), bad.reason, bad.error) for f in files]
-                    continue
-                picked = files[:limit_per_concept] if limit_per_concept else files
-                lazy = itertools.chain(skipped, decode_paths(picked, limits=self.limits, draft=self.draft))
-                report.merge(self.add(lazy, [concept], (), progress, keep_duplicates=keep_duplicates))  # decoded lazily
-            return report
+            return self._plan_folders(p, limit_per_concept)
         table = read_text_table(p, text_column=text_column, label_column=label_column, limits=self.limits)
-        groups: dict[str | None, list[tuple[int, str]]] = {}
+        return self._plan_table(p, table, limit_per_concept)
+
+    def _plan_folders(self, root: Path, limit: int | None) -> Iterator[Labelled]:
+        for folder, found in concept_folders(root):
+            files = [f for f in found if isinstance(f, Path)]
+            for f in found:
+                if isinstance(f, Failure):
+                    yield f, (), ()
+            concept, bad = _concept(folder, f"folder {shown(root / folder)!r}")
+            if bad is not None:  # every file of a folder that cannot name a concept is reported, none stored
+                for f in files:
+                    yield Failure(shown(f), bad.reason, bad.error), (), ()
+                continue
+            for it in decode_paths(files[:limit] if limit else files, limits=self.limits, draft=self.draft):
+                yield it, (concept,), ()
+
+    def _plan_table(
+        self, path: Path, table: list[tuple[int, str, str | None]], limit: int | None
+    ) -> Iterator[Labelled]:
+        name = shown(path)
+        taken: dict[str | None, int] = {}
+        checked: dict[str, tuple[str, Failure | None]] = {}
         for n, text, label in table:
-            groups.setdefault(label, []).append((n, text))
-        name = shown(p)
-        for label in sorted(groups, key=lambda x: (x is None, x or "")):
-            chosen = groups[label][:limit_per_concept] if limit_per_concept else groups[label]
-            concepts: list[str] = []
+            taken[label] = taken.get(label, 0) + 1
+            if limit is not None and taken[label] > limit:
+                continue
+            concepts: tuple[str, ...] = ()
             if label is not None:
-                concept, bad = _concept(label, "label")
+                if label not in checked:
+                    checked[label] = _concept(label, "label")
+                concept, bad = checked[label]
                 if bad is not None:  # every row with a label that cannot name a concept is reported, none stored
-                    report.failures += [Failure(f"{name}:{n}", bad.reason, bad.error) for n, _ in chosen]
+                    yield Failure(f"{name}:{n}", bad.reason, bad.error), (), ()
                     continue
-                concepts = [concept]
-            items = decode_texts(((f"{name}:{n}", text) for n, text in chosen), limits=self.limits)
-            report.merge(self.add(items, concepts, (), progress, keep_duplicates=keep_duplicates))
-        return report
+                concepts = (concept,)
+            yield next(decode_texts([(f"{name}:{n}", text)], limits=self.limits)), concepts, ()

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..config import DEFAULT_C
+from ..config import C_MAX, C_MIN, DEFAULT_C
 from ..errors import InvalidInputError
 
 Mode = Literal["exclusive", "multilabel"]
@@ -139,8 +139,10 @@ def fit_head(
         raise InvalidInputError(f"expected a non-empty 2-D array, got shape {Xn.shape}")
     if not np.all(np.isfinite(Xn)):
         raise InvalidInputError("X contains NaN or Inf")
-    if not (C > 0 and np.isfinite(C)) or max_iter <= 0:
-        raise InvalidInputError("C and max_iter must be positive")
+    if not C_MIN <= C <= C_MAX:  # NaN fails this too
+        raise InvalidInputError(f"C must be between {C_MIN:g} and {C_MAX:g}, got {C}")
+    if max_iter <= 0:
+        raise InvalidInputError(f"max_iter must be positive, got {max_iter}")
     if len(target) != len(Xn):
         raise InvalidInputError(f"X has {len(Xn)} rows but {len(target)} labels")
     k = len(classes)

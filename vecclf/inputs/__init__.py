@@ -8,6 +8,7 @@ records (named by source) so one corrupt file never sinks a batch. ``items`` hol
 from .files import (
     MEDIA_SUFFIXES,
     concept_folders,
+    count_inputs,
     decode_ahead,
     decode_media,
     decode_paths,
@@ -49,6 +50,7 @@ __all__ = [
     "VideoItem",
     "check_path",
     "concept_folders",
+    "count_inputs",
     "decode_ahead",
     "decode_image",
     "decode_media",

@@ -58,6 +58,8 @@ def _route(ep: Endpoint, limits: ServerLimits, read_only: bool) -> Route:
         if ep.writes and (read_only or clf.store.read_only):
             raise ReadOnlyError(f"this server is read-only: {ep.method} {ep.path} is refused")
         values = _path_values(request, ep)
+        for f in ep.query:
+            values[f.name] = f.read_form(request.query_params)
         call = Call(values, [])
         if ep.body_fields:
             call = await read_call(

@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from starlette.concurrency import run_in_threadpool
 
 from ..embed import Embedded
-from ..errors import InvalidInputError
 from ..inputs import Failure, Item
 
 Results = list[list[Embedded] | Failure]
@@ -61,11 +60,13 @@ class MicroBatcher:
                 start += len(request_items)
 
 
-def results_of(results: Results) -> list[Embedded]:
-    """Every embedded part of a request's results; the first failure raises its error."""
+def results_of(results: Results) -> tuple[list[Embedded], list[Failure]]:
+    """Every embedded part of a request's results, and the inputs that failed."""
     out: list[Embedded] = []
+    failed: list[Failure] = []
     for r in results:
         if isinstance(r, Failure):
-            raise r.error if r.error is not None else InvalidInputError(f"{r.source}: {r.reason}")
-        out += r
-    return out
+            failed.append(r)
+        else:
+            out += r
+    return out, failed

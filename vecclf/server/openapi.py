@@ -52,10 +52,10 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": ep.summary, "responses": responses}
     if ep.public:
         op["security"] = []
-    if ep.path_fields:
-        op["parameters"] = [
-            {"name": f.name, "in": "path", "required": True, "schema": f.schema()} for f in ep.path_fields
-        ]
+    parameters = [{"name": f.name, "in": "path", "required": True, "schema": f.schema()} for f in ep.path_fields]
+    parameters += [{"name": f.name, "in": "query", "required": f.required, "schema": f.schema()} for f in ep.query]
+    if parameters:
+        op["parameters"] = parameters
     if ep.body_fields:
         content: dict[str, Any] = {"application/json": {"schema": _object(ep.body_fields)}}
         if ep.form is not None:

@@ -9,7 +9,7 @@ import json
 import tempfile
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from starlette.requests import Request
 
 from ..config import Limits, ServerLimits
 from ..errors import InvalidInputError, LimitExceededError
-from ..inputs import VIDEO_SUFFIXES, Item, decode_image, decode_video, make_text
+from ..inputs import VIDEO_SUFFIXES, Failure, Item, decode_image, decode_video, make_text
 from .fields import Field
 
 INPUT_FIELDS = ("text", "texts", "image_base64", "file", "id")
@@ -29,11 +29,23 @@ INPUT_FIELDS = ("text", "texts", "image_base64", "file", "id")
 
 @dataclass
 class Call:
-    """A validated request: option values by field name, decoded inputs, or a stored input's id."""
+    """A validated request: option values by field name, decoded inputs (and those that could not be decoded,
+    each a failure of its own), or a stored input's id."""
 
     values: dict[str, Any]
     items: list[Item]
     stored_id: int | None = None
+    failures: list[Failure] = field(default_factory=list)
+
+
+def _kept(decoded: list[Item | Failure]) -> tuple[list[Item], list[Failure]]:
+    """The items and the failures; when every input failed, the first failure's error is the request's."""
+    items = [d for d in decoded if not isinstance(d, Failure)]
+    failures = [d for d in decoded if isinstance(d, Failure)]
+    if failures and not items:
+        first = failures[0]
+        raise first.error if first.error is not None else InvalidInputError(f"{first.source}: {first.reason}")
+    return items, failures
 
 
 def _depth(obj: Any) -> int:
@@ -87,23 +99,26 @@ def upload_name(filename: str | None) -> str:
     return name or "upload"
 
 
-async def _upload_items(files: Sequence[UploadFile], limits: Limits) -> list[Item]:
-    """Decode uploaded images (in memory) and videos (through a temporary file of a fixed name)."""
-    items: list[Item] = []
+async def _upload_items(files: Sequence[UploadFile], limits: Limits) -> list[Item | Failure]:
+    """Decode uploaded images (in memory) and videos (through a temporary file of a fixed name); a file that
+    cannot be decoded is a failure of its own."""
+    items: list[Item | Failure] = []
     for up in files:
         name = upload_name(up.filename)
         data = await up.read()
         suffix = Path(name).suffix.lower()
-        if suffix in VIDEO_SUFFIXES or (up.content_type or "").startswith("video/"):
-            if len(data) > limits.max_video_bytes:
-                raise LimitExceededError(f"{name}: video larger than {limits.max_video_bytes} bytes")
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / ("upload" + (suffix if suffix in VIDEO_SUFFIXES else ".mp4"))
-                path.write_bytes(data)
-                video = await run_in_threadpool(decode_video, path, limits=limits, source=name)
-            items.append(video)
-        else:
-            items.append(await run_in_threadpool(decode_image, data, source=name, limits=limits))
+        try:
+            if suffix in VIDEO_SUFFIXES or (up.content_type or "").startswith("video/"):
+                if len(data) > limits.max_video_bytes:
+                    raise LimitExceededError(f"{name}: video larger than {limits.max_video_bytes} bytes")
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / ("upload" + (suffix if suffix in VIDEO_SUFFIXES else ".mp4"))
+                    path.write_bytes(data)
+                    items.append(await run_in_threadpool(decode_video, path, limits=limits, source=name))
+            else:
+                items.append(await run_in_threadpool(decode_image, data, source=name, limits=limits))
+        except InvalidInputError as exc:
+            items.append(Failure(name, str(exc), exc))
     return items
 
 
@@ -129,32 +144,36 @@ async def read_call(
                 if not files:
                     raise InvalidInputError("multipart requests need at least one 'file' field")
                 values = {f.name: f.read_form(form) for f in form_fields if f.name not in INPUT_FIELDS}
-                uploads = await _upload_items(files, input_limits)
+                uploads, failures = _kept(await _upload_items(files, input_limits))
         except HTTPException as exc:
             raise InvalidInputError(f"bad multipart body: {exc.detail}") from exc
-        return Call(values, uploads)
+        return Call(values, uploads, failures=failures)
     if ctype and not ctype.startswith("application/json"):
         accepted = "application/json" + (" or multipart/form-data" if form_fields is not None else "")
         raise InvalidInputError(f"unsupported content type {ctype!r}; send {accepted}")
     body = await read_json(request, limits, required=body_required)
     values = {f.name: f.read(body) for f in fields if f.name not in INPUT_FIELDS}
     by_name = {f.name: f for f in fields}
-    items: list[Item] = []
+    decoded: list[Item | Failure] = []
     texts: list[str] = []
     if "text" in names and body.get("text") is not None:
         texts.append(by_name["text"].read(body))
     if "texts" in names:
         texts += by_name["texts"].read(body) or []
     for n, t in enumerate(texts):
-        items.append(make_text(t, source=f"<text {n}>", limits=input_limits))
+        try:
+            decoded.append(make_text(t, source=f"<text {n}>", limits=input_limits))
+        except InvalidInputError as exc:
+            decoded.append(Failure(f"<text {n}>", str(exc), exc))
     if "image_base64" in names and body.get("image_base64") is not None:
         data = _b64(by_name["image_base64"].read(body), input_limits)
-        items.append(await run_in_threadpool(decode_image, data, source="<image_base64>", limits=input_limits))
+        decoded.append(await run_in_threadpool(decode_image, data, source="<image_base64>", limits=input_limits))
     stored = by_name["id"].read(body) if "id" in names else None
     if names & set(INPUT_FIELDS):
-        if not items and stored is None:
+        if not decoded and stored is None:
             expected = "'text', 'texts', 'image_base64'" + (" or 'id'" if "id" in names else "")
             raise InvalidInputError(f"give one of {expected} (or upload a 'file' as multipart)")
-        if stored is not None and items:
+        if stored is not None and decoded:
             raise InvalidInputError("give either 'id' or new inputs, not both")
-    return Call(values, items, stored)
+    items, failures = _kept(decoded)
+    return Call(values, items, stored, failures)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..config import DEFAULT_C, DEFAULT_K, DEFAULT_TOP, METHODS, MODES, ServerLimits
+from ..config import C_MAX, C_MIN, DEFAULT_C, DEFAULT_K, DEFAULT_TOP, METHODS, MODES, ServerLimits
 from ..labels import MAX_CONCEPT_CHARS, MAX_ID
 from . import handlers
 from .fields import Field
@@ -23,14 +23,15 @@ Handler = Callable[[Request, Call], Awaitable[Response]]
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One route. ``fields`` describe its JSON body (or path parameter); ``form`` its multipart form, if it takes
-    one; ``writes`` routes are refused by read-only servers and run one at a time; ``public`` ones need no token."""
+    """One route. ``fields`` describe its JSON body (or path parameter); ``query`` its query parameters;
+    ``form`` its multipart form, if it takes one; ``writes`` routes are refused by read-only servers and run one at a time; ``public`` ones need no token."""
 
     method: str
     path: str
     handler: Handler
     summary: str
     fields: Sequence[Field] = ()
+    query: Sequence[Field] = ()
     form: Sequence[Field] | None = None
     body_required: bool = False
     writes: bool = False
@@ -87,10 +88,47 @@ def endpoints(limits: ServerLimits) -> list[Endpoint]:
         maximum=0.4999,
     )
     keep = Field("keep_duplicates", "boolean", "store inputs already stored (else only their labels merge)", False)
+    collapse = Field("collapse", "boolean", "one hit per video (its best frame), not one per matching frame", True)
+    listing = (
+        Field(
+            "concept", "string", "only inputs labelled with this concept", min_length=1, max_length=MAX_CONCEPT_CHARS
+        ),
+        Field("kind", "string", "only inputs of this kind", enum=("image", "text", "video")),
+        Field("limit", "integer", "inputs per page", 50, minimum=1, maximum=1000),
+        Field(
+            "cursor",
+            "integer",
+            "the next_cursor of the previous page (0: the first page)",
+            0,
+            minimum=0,
+            maximum=MAX_ID,
+        ),
+    )
     queries = (text, texts, image)
     return [
         Endpoint("GET", "/healthz", handlers.healthz, "liveness (no token needed)", public=True),
         Endpoint("GET", "/concepts", handlers.concepts, "concepts with example counts and open-set thresholds"),
+        Endpoint(
+            "PATCH",
+            "/concepts/{name}",
+            handlers.rename_concept,
+            "rename a concept (its labels and threshold go with it)",
+            fields=(
+                name,
+                Field("new_name", "string", "the new name", required=True, min_length=1, max_length=MAX_CONCEPT_CHARS),
+            ),
+            body_required=True,
+            writes=True,
+        ),
+        Endpoint(
+            "DELETE",
+            "/concepts/{name}",
+            handlers.delete_concept,
+            "delete a concept and its labels; its inputs stay (unlabelled ones are listed) unless with_inputs",
+            fields=(name,),
+            query=(Field("with_inputs", "boolean", "delete the concept's inputs too", False),),
+            writes=True,
+        ),
         Endpoint(
             "PUT",
             "/concepts/{name}/threshold",
@@ -120,6 +158,14 @@ def endpoints(limits: ServerLimits) -> list[Endpoint]:
             status=201,
         ),
         Endpoint(
+            "GET",
+            "/inputs",
+            handlers.list_inputs,
+            "stored inputs, a page at a time (newest last; pass next_cursor back as cursor)",
+            query=listing,
+        ),
+        Endpoint("GET", "/inputs/{input_id}", handlers.get_input, "one stored input", fields=(input_id,)),
+        Endpoint(
             "DELETE",
             "/inputs/{input_id}",
             handlers.delete_input,
@@ -141,8 +187,8 @@ def endpoints(limits: ServerLimits) -> list[Endpoint]:
             "/search",
             handlers.search,
             "most similar stored inputs; 'concept' filters before ranking",
-            fields=(*queries, stored, faces, k_hits, concept_filter),
-            form=(files, faces, k_hits, concept_filter),
+            fields=(*queries, stored, faces, k_hits, concept_filter, collapse),
+            form=(files, faces, k_hits, concept_filter, collapse),
             body_required=True,
         ),
         Endpoint(
@@ -152,7 +198,7 @@ def endpoints(limits: ServerLimits) -> list[Endpoint]:
             "train the logistic head",
             fields=(
                 Field("mode", "string", "auto: exclusive when every example has one concept", "auto", enum=MODES),
-                Field("C", "number", "inverse L2 strength", DEFAULT_C, minimum=0, exclusive_minimum=True, maximum=1e12),
+                Field("C", "number", "inverse L2 strength", DEFAULT_C, minimum=C_MIN, maximum=C_MAX),
             ),
             writes=True,
         ),

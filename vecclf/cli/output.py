@@ -1,0 +1,154 @@
+"""How the command shows results: one JSON document or human lines on stdout; progress, warnings and
+per-input failures on stderr; predictions streamed to a CSV, JSONL or Parquet file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import InvalidInputError
+from ..inputs import Failure
+
+Progress = Callable[[int], None]
+OUT_SUFFIXES = (".csv", ".jsonl", ".parquet")
+
+
+def emit(as_json: bool, payload: Any, human: Callable[[], None]) -> None:
+    """Print ``payload`` as one JSON document, or call ``human`` to print lines."""
+    if as_json:
+        json.dump(payload, sys.stdout, indent=2, ensure_ascii=False, default=str)
+        sys.stdout.write("\n")
+    else:
+        human()
+
+
+def warn(message: str) -> None:
+    """A line on stderr, after ``vecclf:``."""
+    print(f"vecclf: {message}", file=sys.stderr)
+
+
+def report_failures(failures: list[Failure], what: str = "skipped") -> None:
+    """Each input that failed, on stderr."""
+    for f in failures:
+        print(f"{what} {f.source}: {f.reason}", file=sys.stderr)
+
+
+def failures_json(failures: list[Failure]) -> list[dict[str, str]]:
+    """Failures as JSON objects."""
+    return [{"source": f.source, "reason": f.reason} for f in failures]
+
+
+def time_of(source: str) -> float | None:
+    """The time of a video frame named ``VIDEO#t=SECONDS``, else None."""
+    head, sep, fragment = source.rpartition("#t=")
+    if not sep or not head:
+        return None
+    try:
+        return float(fragment)
+    except ValueError:
+        return None
+
+
+@contextmanager
+def progress(desc: str, total: int | None = None, unit: str = "input") -> Iterator[Progress]:
+    """A progress bar on stderr (a terminal only) with the total, rate and time left when the total is known;
+    it shows only once the work has taken a second."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, total=total, unit=unit, file=sys.stderr, disable=None, leave=False, delay=1.0)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+def prediction_row(p: Any) -> dict[str, Any]:
+    """A prediction as one flat row of a results table."""
+    return {
+        "source": p.source,
+        "time_s": time_of(p.source),
+        "text": p.text,
+        "concept": p.concept,
+        "nearest": p.nearest,
+        "score": p.score,
+        "similarity": p.similarity,
+        "threshold": p.threshold,
+        "rejected_by": p.rejected_by,
+        "method": p.method,
+        "stale": p.stale,
+        "scores": json.dumps(p.scores, ensure_ascii=False),
+        "error": None,
+    }
+
+
+def failure_row(f: Failure) -> dict[str, Any]:
+    """An input that could not be answered, as a row of the same table."""
+    return {key: None for key in COLUMNS} | {"source": f.source, "error": f.reason}
+
+
+COLUMNS = (
+    "source", "time_s", "text", "concept", "nearest", "score", "similarity", "threshold", "rejected_by", "method", "stale",
+    "scores", "error",
+)  # fmt: skip
+
+
+class ResultWriter:
+    """Rows written as they come to ``.csv``, ``.jsonl`` or ``.parquet`` (in batches): nothing accumulates."""
+
+    def __init__(self, path: Path) -> None:
+        suffix = path.suffix.lower()
+        if suffix not in OUT_SUFFIXES:
+            raise InvalidInputError(f"--out must end in {', '.join(OUT_SUFFIXES)}, got {path.name!r}")
+        self.path, self.kind, self.rows = path, suffix, 0
+        self._file: TextIO | None = None
+        self._csv: Any = None
+        self._parquet: Any = None
+        self._pending: list[dict[str, Any]] = []
+        try:
+            if suffix != ".parquet":
+                self._file = path.open("w", newline="", encoding="utf-8")
+                if suffix == ".csv":
+                    self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
+                    self._csv.writeheader()
+        except OSError as exc:
+            raise InvalidInputError(f"cannot write {path}: {exc.strerror}") from exc
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Add one row."""
+        self.rows += 1
+        if self._csv is not None:
+            self._csv.writerow(row)
+        elif self._file is not None:
+            self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            self._pending.append(row)
+            if len(self._pending) >= 1000:
+                self._flush_parquet()
+
+    def _flush_parquet(self, final: bool = False) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self._pending and not (final and self._parquet is None):
+            return
+        numbers, flags = ("time_s", "score", "similarity", "threshold"), ("stale",)
+        schema = pa.schema(
+            [(c, pa.float64() if c in numbers else pa.bool_() if c in flags else pa.string()) for c in COLUMNS]
+        )
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(str(self.path), schema)
+        self._parquet.write_table(pa.Table.from_pylist(self._pending, schema=schema))
+        self._pending = []
+
+    def close(self) -> None:
+        """Finish the file (a table with no rows still has its columns)."""
+        if self.kind == ".parquet":
+            self._flush_parquet(final=True)
+            self._parquet.close()
+        elif self._file is not None:
+            self._file.close()
