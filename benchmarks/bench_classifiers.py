@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 from _data import banking77, cifar10, emit, timed
 
-from vecclf.classify.estimators import KNNClassifier
-from vecclf.classify.head import LogisticHead
+from vecclf.classify.estimators import KNNClassifier, LogisticHead
 from vecclf.labels import UNKNOWN
 
 

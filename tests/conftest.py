@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -121,3 +122,21 @@ def serving(store: Path, log_path: Path, *args: str) -> Iterator[str]:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+@pytest.fixture()
+def small_disk() -> Path:  # type: ignore[misc]
+    """A 4 MiB tmpfs (needs root, as in CI); skipped where mounting is not allowed."""
+    mount = Path(f"/tmp/vecclf-tmpfs-{uuid.uuid4().hex[:8]}")
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        mount.rmdir()
+        pytest.skip(
+            f"cannot mount a small tmpfs here ({done.stderr.decode().strip()}); the injected-failure test still runs"
+        )
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+        mount.rmdir()

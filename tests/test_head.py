@@ -232,3 +232,74 @@ def test_auto_mode_is_chosen_per_space(tmp_path) -> None:
             clf.add([solid_image(rgb, seed=s) for s in range(3)], [name])
         modes = {space: s["mode"] for space, s in clf.train().items()}
     assert modes == {"text": "multilabel", "image": "exclusive"}
+
+
+@pytest.mark.parametrize("mode", ["exclusive", "multilabel"])
+def test_head_objective_gradient_and_backends_agree(mode) -> None:
+    from vecclf.classify.lbfgs import NumpyObjective, TorchObjective
+
+    X, y = _blobs(5, n=120, d=8, k=3)
+    _, target = np.unique(y, return_inverse=True)
+    if mode == "multilabel":
+        target = np.where(np.eye(3)[target] > 0, 1.0, 0.0).astype(np.float32)
+        target[::7] = 0.5  # any target in [0, 1] is a valid objective; checks the sigmoid algebra
+    sw = np.random.default_rng(0).uniform(0.5, 2.0, size=target.shape).astype(np.float32)
+    theta = np.random.default_rng(1).normal(size=3 * 9)
+    with NumpyObjective(mode, X, target, sw, 0.01, threads=1) as ours:
+        f, g = ours(theta)
+        eps, numeric = 1e-3, []
+        for i in range(0, len(theta), 4):
+            e = np.zeros_like(theta)
+            e[i] = eps
+            numeric.append((ours(theta + e)[0] - ours(theta - e)[0]) / (2 * eps))
+    assert np.allclose(g[::4], numeric, atol=2e-3)
+    f_torch, g_torch = TorchObjective(mode, X, target, sw, 0.01, device="cpu")(theta)
+    assert abs(f - f_torch) < 1e-4 and np.abs(g - g_torch).max() < 1e-4
+
+
+def test_minimise_reaches_the_exact_minimum_of_a_quadratic() -> None:
+    from vecclf.classify.lbfgs import minimise
+
+    rng = np.random.default_rng(0)
+    M = rng.normal(size=(30, 30))
+    A, b = M @ M.T + np.eye(30), rng.normal(size=30)
+    x, iterations = minimise(lambda x: (0.5 * x @ A @ x - b @ x, A @ x - b), np.zeros(30), tol=1e-6, tol_change=0)
+    assert np.abs(x - np.linalg.solve(A, b)).max() < 1e-5 and iterations < 100
+
+
+def test_warm_start_from_the_previous_head_agrees_in_fewer_iterations() -> None:
+    from vecclf.classify.head import fit_head
+
+    X, y = _blobs(6, n=3000, d=32, k=12, spread=1.2)
+    classes, target = np.unique(y, return_inverse=True)
+    names = [str(c) for c in classes]
+    old = fit_head(X[target < 11], target[target < 11], names[:11], C=10.0)
+    cold = fit_head(X, target, names, C=10.0)
+    warm = fit_head(X, target, names, C=10.0, warm_start=old)
+    assert warm.n_iter < cold.n_iter
+    same = np.argmax(cold.decision_function(X), 1) == np.argmax(warm.decision_function(X), 1)
+    assert same.mean() > 0.995
+
+
+def test_small_heads_train_on_one_thread_without_torch(clf, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    _colour_store(clf)
+    path = clf.store.path
+    clf.close()
+    code = (
+        "import sys, json; from vecclf.cli import main; "
+        f"rc = main(['train', '--store', {str(path)!r}, '--json']); "
+        "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    assert last == {"rc": 0, "torch": False}, done.stderr[-2000:]
+    from threadpoolctl import threadpool_info
+
+    from vecclf.classify.lbfgs import NumpyObjective
+
+    X, y = _blobs(7)
+    with NumpyObjective("exclusive", X, np.unique(y, return_inverse=True)[1], np.ones(len(X), np.float32), 0.1, None):
+        assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {1}

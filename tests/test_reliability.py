@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 
 import faiss
@@ -29,24 +28,6 @@ def _unit(rng: np.random.Generator, d: int = 64) -> np.ndarray:
 
 def _make_store(path: Path, tiny_embedder) -> Store:  # type: ignore[no-untyped-def]
     return Store.create(path, spec=tiny_embedder.spec, identity=tiny_embedder.identity, spaces=tiny_embedder.spaces())
-
-
-@pytest.fixture()
-def small_disk() -> Path:  # type: ignore[misc]
-    """A 4 MiB tmpfs (needs root, as in CI); skipped where mounting is not allowed."""
-    mount = Path(f"/tmp/vecclf-tmpfs-{uuid.uuid4().hex[:8]}")
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        mount.rmdir()
-        pytest.skip(
-            f"cannot mount a small tmpfs here ({done.stderr.decode().strip()}); the injected-failure test still runs"
-        )
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
-        mount.rmdir()
 
 
 def test_disk_full_keeps_acknowledged_writes(small_disk, tiny_embedder) -> None:

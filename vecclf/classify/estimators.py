@@ -153,6 +153,7 @@ class LogisticHead(ClassifierMixin, BaseEstimator):
     ``mode="exclusive"``: ``fit(X, y)`` with one label per row, softmax probabilities.
     ``mode="multilabel"``: ``fit(X, Y, classes=...)`` with ``Y[i, c]`` = +1 positive,
     -1 negative, 0 unlabelled (ignored for that concept); independent sigmoids.
+    ``n_jobs``: BLAS threads of a CPU fit (None: one for small problems, all for large ones).
     """
 
     def __init__(
@@ -165,6 +166,7 @@ class LogisticHead(ClassifierMixin, BaseEstimator):
         tol: float = 1e-5,
         tol_change: float = 3e-4,
         device: str | None = None,
+        n_jobs: int | None = None,
     ) -> None:
         self.mode = mode
         self.C = C
@@ -173,6 +175,7 @@ class LogisticHead(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.tol_change = tol_change
         self.device = device
+        self.n_jobs = n_jobs
 
     def fit(self, X: Any, y: Any, *, classes: Sequence[str] | None = None) -> LogisticHead:
         """Train on ``X`` (n, d) and labels; returns ``self``."""
@@ -201,6 +204,7 @@ class LogisticHead(ClassifierMixin, BaseEstimator):
             tol=self.tol,
             tol_change=self.tol_change,
             device=self.device,
+            threads=self.n_jobs,
         )
         self.coef_ = self.weights_.coef
         self.intercept_ = self.weights_.intercept

@@ -1,9 +1,9 @@
-"""The logistic head: fitting in torch (exclusive softmax or one sigmoid per concept) and the fitted weights.
+"""The logistic head: its fit (exclusive softmax or one sigmoid per concept) and the fitted weights.
 
-Full-batch L-BFGS with strong-Wolfe line search on the objective scikit-learn's ``LogisticRegression``
-minimises (``C * sum(loss) + ||W||^2 / 2``, here divided by ``C * n``), so accuracy can be compared
-one to one. Weights start from the class centroids, which on L2-normalised embeddings already sit near
-the optimum's direction and cut the iterations needed.
+Full-batch L-BFGS (:mod:`vecclf.classify.lbfgs`: numpy on the CPU, torch on a GPU) on the objective
+scikit-learn's ``LogisticRegression`` minimises (``C * sum(loss) + ||W||^2 / 2``, here divided by ``C * n``),
+so accuracy can be compared one to one. Weights start from the class centroids, which on L2-normalised
+embeddings already sit near the optimum's direction and cut the iterations needed.
 
 ``C`` defaults to 10, not 1: unit-norm embeddings have per-feature scale ~1/sqrt(d), so ``C=1`` (meant
 for standardised features) shrinks the weights until probabilities are near uniform.
@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from ..config import C_MAX, C_MIN, DEFAULT_C
 from ..errors import InvalidInputError
+from .lbfgs import choose_device, first_step, make_objective, minimise, scaled_start
 
 Mode = Literal["exclusive", "multilabel"]
 HEAD_FORMAT = 1
@@ -93,14 +94,6 @@ class HeadWeights:
         )
 
 
-def _device(requested: str | None) -> str:
-    import torch
-
-    if requested:
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def multilabel_targets(Y: np.ndarray, n_classes: int) -> np.ndarray:
     """``Y`` checked as multi-label targets: ``(n, n_classes)`` of +1 positive, -1 negative, 0 unlabelled."""
     Yt = np.asarray(Y)
@@ -123,6 +116,8 @@ def fit_head(
     tol: float = 1e-5,
     tol_change: float = 3e-4,
     device: str | None = None,
+    threads: int | None = None,
+    warm_start: HeadWeights | None = None,
 ) -> HeadWeights:
     """Fit a head on ``X`` (n, d).
 
@@ -130,11 +125,12 @@ def fit_head(
     :func:`multilabel_targets`). ``class_weight``: ``"balanced"`` (each class weighs as much in total),
     None, or (exclusive) one weight per class. Stops after ``max_iter`` L-BFGS iterations, when the
     gradient's largest entry falls below ``tol``, or when an iteration changes the objective by less
-    than ``tol_change``.
+    than ``tol_change``. ``device``: ``cpu``, ``cuda`` or None (see :func:`vecclf.classify.lbfgs.choose_device`);
+    ``threads``: BLAS threads on the CPU (default: by problem size). ``warm_start``: an earlier head of the
+    same mode and dimension; its concepts start from their old weights (a retrain after a few additions
+    then needs a few iterations), new ones from their scaled centroids.
     """
-    import torch
-
-    Xn = np.ascontiguousarray(X, dtype=np.float32)
+    Xn = np.asarray(X, dtype=np.float32)
     if Xn.ndim != 2 or len(Xn) == 0:
         raise InvalidInputError(f"expected a non-empty 2-D array, got shape {Xn.shape}")
     if not np.all(np.isfinite(Xn)):
@@ -148,111 +144,68 @@ def fit_head(
     k = len(classes)
     if mode == "exclusive" and k < 2:
         raise InvalidInputError("an exclusive head needs at least two classes (concepts); got 1 class")
-    dev = _device(device)
-    if not Xn.flags.writeable:  # e.g. zero-copy from Arrow; torch wants writable memory
-        Xn = Xn.copy()
-    Xt = torch.from_numpy(Xn).to(dev)
-    n, d = Xt.shape
+    n, d = Xn.shape
     if mode == "exclusive":
-        yt = torch.from_numpy(np.asarray(target, dtype=np.int64)).to(dev)
-        counts = torch.bincount(yt, minlength=k).float()
+        y = np.asarray(target, dtype=np.int64)
+        if y.ndim != 1 or (len(y) and (y.min() < 0 or y.max() >= k)):
+            raise InvalidInputError(f"exclusive targets must be class indices in [0, {k})")
+        counts = np.bincount(y, minlength=k).astype(np.float64)
         if isinstance(class_weight, np.ndarray):
-            cw = torch.as_tensor(class_weight, dtype=torch.float32, device=dev)
+            cw = np.asarray(class_weight, dtype=np.float64)
         else:
-            cw = n / (k * counts.clamp(min=1)) if class_weight == "balanced" else torch.ones(k, device=dev)
-        sw = cw[yt]
-        init = torch.zeros(k, d, device=dev).index_add_(0, yt, Xt) / counts.clamp(min=1)[:, None]
-        labels = yt
+            cw = n / (k * np.maximum(counts, 1)) if class_weight == "balanced" else np.ones(k)
+        sw = cw[y].astype(np.float32)
+        onehot = np.zeros((n, k), dtype=np.float32)
+        onehot[np.arange(n), y] = 1.0
+        init = (onehot.T @ Xn).astype(np.float64) / np.maximum(counts, 1)[:, None]
+        labels: np.ndarray = y
     else:
         if isinstance(class_weight, np.ndarray):
             raise InvalidInputError("a multi-label head takes class_weight 'balanced' or None")
-        Yt = torch.from_numpy(multilabel_targets(target, k).astype(np.float32)).to(dev)
-        mask = (Yt != 0).float()
-        pos = (Yt > 0).float()
-        if (mask.sum(0) == 0).any() or (pos.sum(0) == 0).any():
+        Yt = multilabel_targets(target, k)
+        mask = (Yt != 0).astype(np.float32)
+        pos = (Yt > 0).astype(np.float32)
+        n_pos, n_lab = pos.sum(0), mask.sum(0)
+        if (n_lab == 0).any() or (n_pos == 0).any():
             raise InvalidInputError("every concept needs at least one positive example")
         if class_weight == "balanced":
-            n_pos, n_neg = pos.sum(0), (mask - pos).sum(0)
-            n_lab = mask.sum(0)
+            n_neg = n_lab - n_pos
             w_pos = n_lab / (2 * n_pos)
-            w_neg = torch.where(n_neg > 0, n_lab / (2 * n_neg.clamp(min=1)), torch.zeros_like(n_neg))
-            sw = mask * (pos * w_pos + (1 - pos) * w_neg)
+            w_neg = np.where(n_neg > 0, n_lab / (2 * np.maximum(n_neg, 1)), 0.0)
+            sw = (mask * (pos * w_pos + (1 - pos) * w_neg)).astype(np.float32)
         else:
             sw = mask
-        init = (pos.T @ Xt) / pos.sum(0)[:, None]
+        init = (pos.T @ Xn).astype(np.float64) / n_pos[:, None]
         labels = pos
-    W = init.clone()
-    b = torch.zeros(k, device=dev)
     reg = 1.0 / (2.0 * C * n)
-    iterations = _lbfgs(mode, Xt, labels, sw, W, b, reg, max_iter, tol, tol_change)
+    init *= scaled_start(mode, Xn, labels, sw, reg, init)
+    theta0 = np.concatenate([init, np.zeros((k, 1))], axis=1)  # W | b, one row per class
+    if warm_start is not None and warm_start.mode == mode and warm_start.dim == d:
+        old = {c: i for i, c in enumerate(warm_start.classes)}
+        kept = [(j, old[str(c)]) for j, c in enumerate(classes) if str(c) in old]
+        if kept:
+            rows, prev = (list(t) for t in zip(*kept, strict=True))
+            theta0[rows, :d] = warm_start.coef[prev]
+            theta0[rows, d] = warm_start.intercept[prev]
+    objective = make_objective(mode, Xn, labels, sw, reg, device=choose_device(device, n * d * k), threads=threads)
+    with objective:
+        theta, iterations = minimise(
+            objective,
+            theta0.ravel(),
+            max_iter=max_iter,
+            tol=tol,
+            tol_change=tol_change,
+            first_step=first_step(mode, Xn, sw, reg),
+        )
+    theta = theta.reshape(k, d + 1)
     return HeadWeights(
         mode,
         tuple(str(c) for c in classes),
-        W.detach().float().cpu().numpy(),
-        b.detach().float().cpu().numpy(),
+        theta[:, :d].astype(np.float32),
+        theta[:, d].astype(np.float32),
         C=float(C),
         class_weight="custom" if isinstance(class_weight, np.ndarray) else class_weight,
         max_iter=max_iter,
         tol=tol,
         n_iter=iterations,
     )
-
-
-def _loss_and_grad(mode: Mode, X: Any, target: Any, sw: Any, W: Any, b: Any, reg: float) -> Any:
-    """Objective value; writes ``W.grad``/``b.grad``. One fused pass over cache-sized row chunks.
-
-    Computing logits and the gradient chunk by chunk reads ``X`` from memory once per evaluation
-    instead of twice (forward, then backward), which is what bounds the time on CPU.
-    """
-    import torch
-
-    rows = X.shape[0]
-    chunk = rows if X.is_cuda else 4096
-    gW = torch.zeros_like(W)
-    gb = torch.zeros_like(b)
-    total = torch.zeros((), dtype=torch.float64, device=X.device)
-    for start in range(0, rows, chunk):
-        Xc = X[start : start + chunk]
-        wc = sw[start : start + chunk]
-        z = torch.addmm(b, Xc, W.T)
-        if mode == "exclusive":
-            yc = target[start : start + chunk]
-            logp = torch.log_softmax(z, dim=1)
-            total += -(logp.gather(1, yc[:, None]).squeeze(1) * wc).sum(dtype=torch.float64)
-            G = logp.exp_()
-            G[torch.arange(len(yc), device=X.device), yc] -= 1.0
-            G *= wc[:, None]
-        else:
-            tc = target[start : start + chunk]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, tc, reduction="none")
-            total += (loss * wc).sum(dtype=torch.float64)
-            G = (torch.sigmoid(z) - tc) * wc
-        gW.addmm_(G.T, Xc)
-        gb += G.sum(0)
-    W.grad = gW / rows + 2.0 * reg * W
-    b.grad = gb / rows
-    return (total / rows + reg * (W * W).sum(dtype=torch.float64)).float()
-
-
-def _lbfgs(
-    mode: Mode, X: Any, target: Any, sw: Any, W: Any, b: Any, reg: float, max_iter: int, tol: float, tol_change: float
-) -> int:
-    """Minimise mean weighted loss + ``reg * ||W||^2`` in place; returns iterations."""
-    import torch
-
-    opt = torch.optim.LBFGS(
-        [W, b],
-        lr=1.0,
-        max_iter=max_iter,
-        tolerance_grad=tol,
-        tolerance_change=tol_change,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure() -> torch.Tensor:
-        with torch.no_grad():
-            return _loss_and_grad(mode, X, target, sw, W, b, reg)
-
-    opt.step(closure)
-    return int(opt.state[opt._params[0]].get("n_iter", 0))

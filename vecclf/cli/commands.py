@@ -22,9 +22,11 @@ from .output import (
     emit,
     failure_row,
     failures_json,
+    model_line,
     prediction_row,
     progress,
     report_failures,
+    said,
     warn,
 )
 
@@ -75,7 +77,7 @@ def _outcome(answered: int, failures: list[Failure]) -> int:
     report_failures(failures, "failed")
     if failures and not answered:
         first = failures[0]
-        warn(f"error: nothing could be answered ({first.source}: {first.reason})")
+        warn(f"error: nothing could be answered ({said(first)})")
         return NOTHING_ANSWERED
     return 0
 
@@ -87,7 +89,9 @@ def init(o: Options) -> int:
     with ConceptClassifier.create(store_path(o), o.model, checkpoint=o.checkpoint, index=o.index) as clf:
         info = clf.info()
     dims = ", ".join(f"{s} {v['dim']}-d" for s, v in info["spaces"].items())
-    emit(o.json, info, lambda: print(f"created a store at {info['path']}\nmodel {info['embedder']} ({dims})"))
+    emit(
+        o.json, info, lambda: print(f"created a store at {info['path']}\nmodel {model_line(info['embedder'])}: {dims}")
+    )
     return 0
 
 
@@ -107,7 +111,10 @@ def _finish_add(o: Options, report: Any) -> int:
         return 1
     if report.failures and not (report.added or report.duplicates):
         first = report.failures[0]
-        warn(f"error: nothing added ({first.source}: {first.reason})")
+        warn(f"error: nothing added ({said(first)})")
+        return NOTHING_ANSWERED
+    if not (report.added or report.duplicates):
+        warn("error: nothing to add: the paths held no images, videos or texts")
         return NOTHING_ANSWERED
     return 0
 
@@ -214,7 +221,11 @@ def _prediction_line(p: Any) -> str:
             why = f"similarity {p.similarity} below threshold {p.threshold}"
         extra = f" (nearest {p.nearest}: {why})"
     stale = " (stale head: trained before the store last changed)" if p.stale else ""
-    return f"{p.source}\t{p.concept}{extra}\t[{detail}] via {p.method}{stale}"
+    like = ""
+    if p.neighbours and p.neighbours[0].get("text"):  # a text answer shows the example it is closest to
+        text = p.neighbours[0]["text"]
+        like = f'\tlike "{text[:60]}{"..." if len(text) > 60 else ""}"'
+    return f"{p.source}\t{p.concept}{extra}\t[{detail}] via {p.method}{stale}{like}"
 
 
 def search(o: Options) -> int:
@@ -427,10 +438,8 @@ def info(o: Options) -> int:
         found = clf.info()
 
     def human() -> None:
-        print(
-            f"store      {found['path']} (schema {found['schema_version']}{', read-only' if found['read_only'] else ''})"
-        )
-        print(f"model      {found['embedder']}")
+        print(f"store      {found['path']} (schema {found['schema_version']})")
+        print(f"model      {model_line(found['embedder'])}")
         print(f"index      {found['index_kind']}")
         kinds = ", ".join(f"{n} {k}(s)" for k, n in sorted(found["inputs"].items())) or "none"
         print(f"inputs     {kinds}")

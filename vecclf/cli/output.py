@@ -32,10 +32,23 @@ def warn(message: str) -> None:
     print(f"vecclf: {message}", file=sys.stderr)
 
 
+def said(f: Failure) -> str:
+    """``SOURCE: REASON``, naming the source once (many reasons start with it)."""
+    reason = f.reason.removeprefix(f"{f.source}: ")
+    return f"{f.source}: {reason}"
+
+
 def report_failures(failures: list[Failure], what: str = "skipped") -> None:
     """Each input that failed, on stderr."""
     for f in failures:
-        print(f"{what} {f.source}: {f.reason}", file=sys.stderr)
+        print(f"{what} {said(f)}", file=sys.stderr)
+
+
+def model_line(identity: dict[str, Any]) -> str:
+    """An embedder identity as one line: its model, then its other settings."""
+    rest = dict(identity)
+    name = rest.pop("model", None) or rest.get("kind", "?")
+    return f"{name} ({', '.join(f'{k} {v}' for k, v in rest.items() if v is not None)})"
 
 
 def failures_json(failures: list[Failure]) -> list[dict[str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def shown(path: str | Path) -> str:
 def read_bounded(path: Path, limit: int, what: str) -> bytes:
     """A file's bytes, refused once more than ``limit`` arrive (the size a file system reports is not trusted:
     devices and FIFOs report none)."""
-    with path.open("rb") as fh:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, even with no writer yet
+    os.set_blocking(fd, True)  # then reads wait for data, and end at once when no writer is left
+    with os.fdopen(fd, "rb") as fh:
         data = fh.read(limit + 1)
     if len(data) > limit:
         raise LimitExceededError(f"{shown(path)}: more than {limit} bytes, the limit for {what}")

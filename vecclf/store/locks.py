@@ -97,7 +97,8 @@ READERS_DIR = "store.readers"
 
 
 def _me() -> str:
-    return f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}"
+    command = " ".join(sys.argv).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return f"pid {os.getpid()}: {command[:200]}"  # argv may hold bytes that are not UTF-8
 
 
 def _alive(pid: int) -> bool:
@@ -148,6 +149,9 @@ def take_file_lock(path: Path, *, shared: bool = False) -> int | None:
     if shared:
         try:
             (path / READERS_DIR).mkdir(exist_ok=True)
+            for entry in (path / READERS_DIR).glob("*"):  # notes of readers killed before they could tidy up
+                if entry.name.isdigit() and not _alive(int(entry.name)):
+                    entry.unlink(missing_ok=True)
             (path / READERS_DIR / str(os.getpid())).write_text(_me() + " (read-only)")
         except OSError:
             pass  # a read-only file system: the refusal will just name fewer holders
