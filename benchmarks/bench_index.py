@@ -15,6 +15,9 @@ import statistics
 import time
 from typing import Any
 
+import vecclf  # noqa: F401  (first: it sets the OpenMP wait policy, read when faiss loads)
+
+# isort: split
 import faiss
 import numpy as np
 from _data import emit, timed

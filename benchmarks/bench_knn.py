@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import vecclf  # noqa: F401  (first: it sets the OpenMP wait policy, read when faiss loads)
+
+# isort: split
 import faiss
 import numpy as np
 from _data import emit, timed

@@ -125,3 +125,37 @@ def test_duplicates_merge_their_labels(clf) -> None:
     ]
     (record,) = clf.store.get(first.ids)
     assert record.concepts == ["green", "plant"] and record.negatives == ["red"]
+
+
+@pytest.mark.parametrize("index", ["flat", "ivf"])
+def test_a_query_beside_a_new_concepts_examples_is_never_unknown(tmp_path, index) -> None:
+    """The new-concept round of benchmarks/bench_scale.py at small scale: each round's query is answered with
+    the concept just added (never unknown), in a store that already holds many concepts, whatever the index."""
+    from vecclf.classifier import ConceptClassifier
+    from vecclf.store import NewInput, Store
+
+    rng = np.random.default_rng(3)
+    d, n = 64, 12_000 if index == "ivf" else 3000
+    centres = rng.normal(size=(160, d)).astype(np.float32)
+    sub = rng.integers(0, 160, n)
+    X = centres[sub] + rng.normal(size=(n, d)).astype(np.float32) * 1.5
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    store = Store.create(
+        tmp_path / "s", spec={"kind": "bench"}, identity={"kind": "t"}, spaces={"joint": d}, index=index
+    )
+    store.add([NewInput("text", "joint", f"h{i}", X[i], concepts=(f"c{sub[i] % 20}",)) for i in range(n)])
+    store.close()  # the index is built (trained, for IVF) as the store closes
+    clf = ConceptClassifier(Store.open(tmp_path / "s"))
+    clf.warm(background=False)
+    assert clf.store.info()["spaces"]["joint"]["index"] == index
+    answers = []
+    for round_ in range(25):
+        centre = rng.normal(size=d).astype(np.float32)
+        new = centre + rng.normal(size=(11, d)).astype(np.float32) * 0.3
+        new /= np.linalg.norm(new, axis=1, keepdims=True)
+        name = f"new{round_}"
+        clf.store.add([NewInput("text", "joint", f"{name}-{i}", new[i], concepts=(name,)) for i in range(10)])
+        (pred,) = clf.predict_vectors("joint", new[10:], method="knn")
+        answers.append((pred.concept, name))
+    clf.close()
+    assert all(concept == name for concept, name in answers), answers

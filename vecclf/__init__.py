@@ -6,7 +6,13 @@ The names below are the public API (``dir(vecclf)`` lists them); they load on fi
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# OpenMP threads (FAISS's, torch's) otherwise spin for a while after each parallel call, taking the CPU from
+# the DuckDB and numpy work that follows a search: on 2 cores a new concept's add + predict took twice as long.
+# Read when the OpenMP runtime loads, so it must be set before faiss or torch is imported; a user's choice wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .config import VERSION as __version__
 from .errors import VecclfError

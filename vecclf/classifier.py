@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from .classify.predictor import Hit, Prediction, Predictor
 from .classify.training import train_heads, training_data
 from .config import DEFAULT_K, DEFAULT_TOP, DEFAULT_UNKNOWN_QUANTILE, METHODS, Limits
 from .embed import DEFAULT_MODEL, Embedded, Embedder, Progress, load_embedder, parse_model
-from .errors import InvalidInputError, ModelMismatchError
+from .errors import InvalidInputError, ModelMismatchError, VecclfError
 from .evaluate import REPORT_FILE, evaluate_arrays, held_out, write_report
 from .ingest import AddReport, Ingest
 from .inputs import (
@@ -117,6 +118,24 @@ class ConceptClassifier:
     ) -> ConceptClassifier:
         """Open an existing store; its embedder is loaded on first need from the recorded spec."""
         return cls(Store.open(path, read_only=read_only), embedder, **kwargs)
+
+    def warm(self, *, background: bool = True) -> threading.Thread | None:
+        """Load indexes, label views and thresholds now (in a thread, with ``background``), off the path of
+        the first request; returns the thread. A failure here is left for the request that meets it."""
+
+        def run() -> None:
+            try:
+                self.store.warm()
+                self.predictor.warm()
+            except VecclfError:
+                pass  # the same error reaches the first call that needs what failed, with its context
+
+        if not background:
+            run()
+            return None
+        thread = threading.Thread(target=run, name="vecclf-warm", daemon=True)
+        thread.start()
+        return thread
 
     def close(self) -> None:
         """Save the index and release the store."""

@@ -7,6 +7,7 @@ views; classifiers and evaluation read them.
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -162,6 +163,22 @@ class LabelView:
             changed_at={**self.changed_at, **dict.fromkeys(touched, generation)},
             first_rows={**self.first_rows, **dict.fromkeys(classes[len(self.classes) :], n_old)},
             frames=bool(self.frames or not np.array_equal(ids, roots)),
+            room=room,
+        )
+
+    def with_room(self) -> LabelView:
+        """This view with spare room allocated for later adds (done at open, so the first add does not copy
+        N-sized arrays on its path)."""
+        if self.room is not None:
+            return self
+        room = _Room.around(self, len(self.ids), len(self.label_roots), len(self.classes))
+        n, m = len(self.ids), len(self.label_roots)
+        return dataclasses.replace(
+            self,
+            ids=room.ids[:n],
+            roots=room.roots[:n],
+            label_roots=room.label_roots[:m],
+            matrix=room.matrix[:m, : len(self.classes)],
             room=room,
         )
 

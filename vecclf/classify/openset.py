@@ -123,16 +123,32 @@ def _cuts(gen: np.ndarray, imp: np.ndarray, q: float, identity: bool) -> tuple[f
     return -np.inf, -np.inf, "none"
 
 
+def _own_quantile(
+    concept: str, values: np.ndarray, q: float, memo: dict[str, tuple[np.ndarray, dict[float, float]]] | None
+) -> float:
+    if memo is None:
+        return float(np.quantile(np.asarray(values, dtype=np.float64), q))
+    entry = memo.get(concept)
+    if entry is None or entry[0] is not values:
+        entry = memo[concept] = (values, {})
+    if q not in entry[1]:
+        entry[1][q] = float(np.quantile(np.asarray(values, dtype=np.float64), q))
+    return entry[1][q]
+
+
 def calibrate(
     genuine: Mapping[str, np.ndarray],
     impostor: Mapping[str, np.ndarray],
     *,
     quantile: float,
     identity: bool = False,
+    memo: dict[str, tuple[np.ndarray, dict[float, float]]] | None = None,
 ) -> Calibrated:
     """Per-concept thresholds (``-inf``: never unknown) from each concept's genuine and impostor similarities.
 
-    ``identity``: the embedder was trained to separate identities (see the module's rule). Verification uses
+    ``identity``: the embedder was trained to separate identities (see the module's rule). ``memo``: per concept,
+    its genuine array and quantiles of it already computed (a caller keeping unchanged arrays between calls
+    saves one quantile per concept per call). Verification uses
     the space's cut between genuine and impostor where it is higher than the open-set threshold (so a verified
     input is never "unknown"); at quantile 0 the open set is off and verification keeps the default quantile's.
     """
@@ -141,6 +157,7 @@ def calibrate(
     gen, imp = _pooled(genuine), _pooled(impostor)
     open_cut, verify_cut, method = _cuts(gen, imp, q or DEFAULT_QUANTILE, identity)
     open_set: dict[str, float] = {}
+    pooled_q = float(np.quantile(gen, q)) if q and method not in ("none", "impostors-only") else 0.0
     for c in concepts:
         own = np.asarray(genuine.get(c, ()), dtype=np.float64)
         if q == 0 or method == "none":
@@ -148,9 +165,9 @@ def calibrate(
         elif method == "impostors-only":
             open_set[c] = open_cut
         else:
-            pooled_q, prior = float(np.quantile(gen, q)), 1.0 / q
+            prior = 1.0 / q
             keep = (
-                (len(own) * float(np.quantile(own, q)) + prior * pooled_q) / (len(own) + prior)
+                (len(own) * _own_quantile(c, genuine[c], q, memo) + prior * pooled_q) / (len(own) + prior)
                 if len(own)
                 else pooled_q
             )

@@ -97,6 +97,13 @@ class Predictor:
         is :mod:`vecclf.classify.openset`'s, and a threshold a user set replaces the learned one."""
         return self.threshold_state(space, view, unknown_quantile=unknown_quantile).values
 
+    def warm(self) -> None:
+        """Compute every labelled space's thresholds now, so the first prediction does not."""
+        for space in self.store.spaces:
+            view = self.store.label_view(space)
+            if view.classes:
+                self.threshold_state(space, view)
+
     def calibration(self, space: str) -> openset.Calibration:
         """How the thresholds of ``space`` were set, and from how much evidence."""
         return self.threshold_state(space).calibration

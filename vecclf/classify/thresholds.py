@@ -53,6 +53,7 @@ class StoreThresholds:
         self.store = store
         self._evidence: dict[str, _Evidence] = {}
         self._cached: dict[tuple[str, float], Thresholds] = {}
+        self._quantiles: dict[str, dict[str, tuple[np.ndarray, dict[float, float]]]] = {}
 
     @property
     def identity(self) -> bool:
@@ -66,7 +67,10 @@ class StoreThresholds:
             return cached
         ev = self._current(space, view)
         impostors = {c: sample.nearest[np.isfinite(sample.nearest)] for c, sample in ev.impostor.items()}
-        calibrated = openset.calibrate(ev.genuine, impostors, quantile=quantile, identity=self.identity)
+        memo = self._quantiles.setdefault(space, {})
+        for gone in set(memo) - set(ev.genuine):
+            del memo[gone]
+        calibrated = openset.calibrate(ev.genuine, impostors, quantile=quantile, identity=self.identity, memo=memo)
         values, verify = calibrated.open_set, calibrated.verify
         chosen = {c: v for c, v in self.store.concept_thresholds().items() if c in values}
         values.update(chosen)

@@ -17,13 +17,12 @@ from typing import Any
 from ..config import default_store_path
 from ..errors import IndexSaveError, InvalidInputError
 from ..inputs import Failure, Item, count_inputs, decode_paths, decode_texts
+from ..results import failure_row, prediction_row
 from .output import (
     ResultWriter,
     emit,
-    failure_row,
     failures_json,
     model_line,
-    prediction_row,
     progress,
     report_failures,
     said,
@@ -468,6 +467,7 @@ def serve(o: Options) -> int:
         raise InvalidInputError(f"cannot listen on {o.host}:{o.port}: {exc.strerror or exc}") from None
     with sock, opened(o, read_only=o.read_only) as clf:
         _ = clf.embedder  # a model that cannot load fails here, in one line, before the URL is printed
+        clf.warm()  # indexes, labels and thresholds load in the background, not in the first request
         app = create_app(
             clf.store.path,
             token=token,

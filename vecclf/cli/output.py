@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from ..errors import InvalidInputError
 from ..inputs import Failure
+from ..results import COLUMNS, results_schema
 
 Progress = Callable[[int], None]
 OUT_SUFFIXES = (".csv", ".jsonl", ".parquet")
@@ -56,17 +57,6 @@ def failures_json(failures: list[Failure]) -> list[dict[str, str]]:
     return [{"source": f.source, "reason": f.reason} for f in failures]
 
 
-def time_of(source: str) -> float | None:
-    """The time of a video frame named ``VIDEO#t=SECONDS``, else None."""
-    head, sep, fragment = source.rpartition("#t=")
-    if not sep or not head:
-        return None
-    try:
-        return float(fragment)
-    except ValueError:
-        return None
-
-
 @contextmanager
 def progress(desc: str, total: int | None = None, unit: str = "input") -> Iterator[Progress]:
     """A progress bar on stderr (a terminal only) with the total, rate and time left when the total is known;
@@ -78,36 +68,6 @@ def progress(desc: str, total: int | None = None, unit: str = "input") -> Iterat
         yield bar.update
     finally:
         bar.close()
-
-
-def prediction_row(p: Any) -> dict[str, Any]:
-    """A prediction as one flat row of a results table."""
-    return {
-        "source": p.source,
-        "time_s": time_of(p.source),
-        "text": p.text,
-        "concept": p.concept,
-        "nearest": p.nearest,
-        "score": p.score,
-        "similarity": p.similarity,
-        "threshold": p.threshold,
-        "rejected_by": p.rejected_by,
-        "method": p.method,
-        "stale": p.stale,
-        "scores": json.dumps(p.scores, ensure_ascii=False),
-        "error": None,
-    }
-
-
-def failure_row(f: Failure) -> dict[str, Any]:
-    """An input that could not be answered, as a row of the same table."""
-    return {key: None for key in COLUMNS} | {"source": f.source, "error": f.reason}
-
-
-COLUMNS = (
-    "source", "time_s", "text", "concept", "nearest", "score", "similarity", "threshold", "rejected_by", "method", "stale",
-    "scores", "error",
-)  # fmt: skip
 
 
 class ResultWriter:
@@ -149,10 +109,7 @@ class ResultWriter:
 
         if not self._pending and not (final and self._parquet is None):
             return
-        numbers, flags = ("time_s", "score", "similarity", "threshold"), ("stale",)
-        schema = pa.schema(
-            [(c, pa.float64() if c in numbers else pa.bool_() if c in flags else pa.string()) for c in COLUMNS]
-        )
+        schema = results_schema()
         if self._parquet is None:
             self._parquet = pq.ParquetWriter(str(self.path), schema)
         self._parquet.write_table(pa.Table.from_pylist(self._pending, schema=schema))

@@ -171,6 +171,15 @@ class Catalogue:
         """Every ``meta`` row."""
         return dict(self.db().execute("SELECT key, value FROM meta").fetchall())
 
+    def warm(self, spaces: Iterable[str]) -> None:
+        """Touch what a first write reads: the id indexes of the input and vector tables and the hash lookup
+        (DuckDB loads an index on first use, which made the first add after opening a store 10-100x slower)."""
+        con = self.db()
+        con.execute("SELECT count(*) FROM inputs WHERE id = -1").fetchall()
+        con.execute("SELECT count(*) FROM inputs WHERE content_hash = ''").fetchall()
+        for space in spaces:
+            con.execute(f"SELECT count(*) FROM {schema.space_table(space)} WHERE id = -1").fetchall()
+
     def meta_value(self, key: str) -> str | None:
         """One ``meta`` value, or None."""
         found = self.row("SELECT value FROM meta WHERE key = ?", [key])
@@ -359,6 +368,31 @@ class Catalogue:
         if thumbs:
             con.executemany("INSERT INTO thumbnails VALUES (?, ?)", thumbs)
         return ids, created
+
+    def export_rows(self, space: str, after: int, limit: int) -> pa.Table:
+        """Up to ``limit`` inputs of ``space`` past id ``after``, in id order, each with its labels (concept
+        names), thumbnail and vector: the rows of an export (see :mod:`vecclf.exchange`)."""
+        return (
+            self.db()
+            .execute(
+                "WITH page AS (SELECT * FROM inputs WHERE space = ? AND id > ? ORDER BY id LIMIT ?) "
+                "SELECT p.id, p.kind, p.space, p.source, p.content_hash, p.text, p.parent_id, p.frame_index, "
+                "p.timestamp_s, p.metadata, "
+                "coalesce(list(c.name ORDER BY c.name) FILTER (WHERE l.positive), []) AS concepts, "
+                "coalesce(list(c.name ORDER BY c.name) FILTER (WHERE NOT l.positive), []) AS negatives, "
+                "any_value(t.jpeg) AS thumbnail, any_value(v.vector) AS vector "
+                f"FROM page p JOIN {schema.space_table(space)} v ON v.id = p.id "
+                "LEFT JOIN labels l ON l.input_id = p.id LEFT JOIN concepts c ON c.id = l.concept_id "
+                "LEFT JOIN thumbnails t ON t.id = p.id "
+                "GROUP BY ALL ORDER BY p.id",
+                [space, after, limit],
+            )
+            .to_arrow_table()
+        )
+
+    def export_concepts(self) -> pa.Table:
+        """Every concept with its threshold (None: learned)."""
+        return self.db().execute("SELECT name, threshold FROM concepts ORDER BY name").to_arrow_table()
 
     def insert_vectors(self, space: str, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Insert one space's vectors (inside a transaction)."""

@@ -36,6 +36,12 @@ class Memory:
             view = self._views[space] = read()
         return view
 
+    def make_room(self, space: str) -> None:
+        """Give the remembered view of ``space`` spare room for adds (see :meth:`LabelView.with_room`)."""
+        view = self._views.get(space)
+        if view is not None:
+            self._views[space] = view.with_room()
+
     def added(
         self,
         space: str,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from ..errors import (
     ConflictError,
@@ -94,6 +95,7 @@ class Store:
         self.schema_version = int(meta["schema_version"])
         self.index_kind: str = meta.get("index_kind", "auto")  # stores made before the choice existed: auto
         self._model_key = _identity_key(self.identity)
+        self._user_thresholds: dict[str, float] | None = None
 
     # ----------------------------------------------------------------- open/close
     @classmethod
@@ -208,7 +210,10 @@ class Store:
         with self._lock.read(), self._db.errors():
             if self._closed:
                 raise StoreError("store is closed")
-            yield
+            try:
+                yield
+            finally:
+                self._user_thresholds = None  # a change may rename, delete or set one
 
     @contextmanager
     def _write(self) -> Iterator[None]:
@@ -223,7 +228,10 @@ class Store:
                 raise ReadOnlyError(f"store {self.path} is open read-only")
             if self._closed:
                 raise StoreError("store is closed")
-            yield
+            try:
+                yield
+            finally:
+                self._user_thresholds = None  # a change may rename, delete or set one
 
     # ----------------------------------------------------------------- indexes
     def _index_path(self, space: str) -> Path:
@@ -504,7 +512,9 @@ class Store:
     def concept_thresholds(self) -> dict[str, float]:
         """The thresholds users set (concept -> similarity); other concepts' are learned."""
         with self._read():
-            return self._db.concept_thresholds()
+            if self._user_thresholds is None:  # read on every prediction: kept until the next change
+                self._user_thresholds = self._db.concept_thresholds()
+            return dict(self._user_thresholds)
 
     def delete_concept(self, name: str, *, with_inputs: bool = False) -> dict[str, int]:
         """Remove a concept and its labels; its inputs stay, unless ``with_inputs`` (then the inputs labelled with
@@ -651,6 +661,18 @@ class Store:
             subset = [int(i) for i in restrict_to]
             return held.search_among(q, k_eff, np.asarray(subset, np.int64), lambda: self.vectors(space, subset))
 
+    def warm(self) -> None:
+        """Load now what the first read or write would otherwise load on its path: every space's index and
+        label view, and DuckDB's id indexes (``vecclf serve`` calls this in the background as it starts)."""
+        with self._read():
+            self._db.warm(self.spaces)
+        for space in self.spaces:
+            with self._read():
+                self._index(space)
+                self.label_view(space)
+                if not self.read_only:
+                    self._memory.make_room(space)
+
     def label_view(self, space: str) -> LabelView:
         """Current labels of ``space`` as arrays (kept until the next write)."""
         with self._read():
@@ -696,6 +718,17 @@ class Store:
         """``(generation, meta JSON, arrays, trained_at)`` of the stored head, or None."""
         with self._read():
             return self._db.load_head(space)
+
+    def export_rows(self, space: str, after: int = 0, limit: int = 10_000) -> pa.Table:
+        """A page of a space's inputs with labels, thumbnails and vectors, for an export (id order, past ``after``)."""
+        with self._read():
+            self._check_space(space)
+            return self._db.export_rows(space, after, limit)
+
+    def export_concepts(self) -> pa.Table:
+        """Every concept (``name``, ``threshold``), for an export."""
+        with self._read():
+            return self._db.export_concepts()
 
     def info(self) -> dict[str, Any]:
         """A summary: path, embedder, schema version, counts per space and kind, concepts."""

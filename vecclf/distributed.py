@@ -1,0 +1,366 @@
+"""Batch work on Ray Data: embedding files and tables to Parquet, and classifying a dataset to Parquet.
+
+The pipeline is Ray's, not ours: the driver lists the work (files by path, texts by value), CPU tasks
+decode it (bounded, as ``vecclf add`` decodes), an actor pool that holds the embedder embeds it with the
+same batched :func:`~vecclf.embed.embed_items` (one actor per GPU, in fp16, when the cluster has GPUs), and
+the workers write Parquet shards in the layout of :mod:`vecclf.exchange`. Classification broadcasts a
+read-only snapshot of the store once (``ray.put``); each actor opens it and answers with the store's
+own predictor, so a head, k-NN votes and open-set thresholds are those of ``vecclf predict``.
+
+Without an address a local Ray runtime is started (and stopped) for the command; with one, the command
+joins that cluster. Ray is an optional dependency: ``pip install "vecclf[ray]"``.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import Limits
+from .errors import InvalidInputError, VecclfError
+from .exchange import header, is_parquet, parquet_files, read_header, row_schema, rows_table
+from .inputs import (
+    TABLE_SUFFIXES,
+    TEXT_SUFFIXES,
+    Failure,
+    decode_texts,
+    expand_paths,
+    load_media,
+    read_text_table,
+    shown,
+    text_file_items,
+)
+from .labels import check_concept_name
+
+DECODE_BATCH = 16
+EMBED_BATCH = 64
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise InvalidInputError('this command runs on Ray: pip install "vecclf[ray]" (or "ray[data]")') from exc
+    return ray
+
+
+@contextmanager
+def runtime(address: str | None = None) -> Iterator[Any]:
+    """Ray, initialised: joined to the cluster at ``address``, or a local runtime for this command (one
+    already initialised in this process is used as it is)."""
+    ray = _ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    try:
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise InvalidInputError(f"cannot reach a Ray cluster at {address!r}: {exc}") from exc
+    try:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def plan(
+    paths: Sequence[str | Path],
+    *,
+    texts: Sequence[str] = (),
+    concepts: Sequence[str] = (),
+    text_column: str | None = None,
+    label_column: str | None = None,
+    limits: Limits | None = None,
+) -> tuple[list[dict[str, Any]], list[Failure]]:
+    """The work as rows: a media file by absolute path, a text (a ``.txt`` line, a table row, ``--text``) by
+    value, each with its concepts (``concepts`` for all; a table's label column per row); and what could not
+    be listed."""
+    limits = limits or Limits()
+    given = [check_concept_name(c) for c in concepts]
+    rows: list[dict[str, Any]] = []
+    failures: list[Failure] = []
+
+    def text_row(source: str, text: str, labels: list[str]) -> dict[str, Any]:
+        return {"source": source, "path": None, "text": text, "concepts": labels}
+
+    for p in expand_paths(paths):
+        if isinstance(p, Failure):
+            failures.append(p)
+            continue
+        p = p.absolute()
+        suffix = p.suffix.lower()
+        if suffix in TEXT_SUFFIXES:
+            for it in text_file_items(p, limits=limits):
+                if isinstance(it, Failure):
+                    failures.append(it)
+                else:
+                    rows.append(text_row(it.source, it.text, given))
+        elif suffix in TABLE_SUFFIXES:
+            try:
+                table = read_text_table(p, text_column=text_column, label_column=label_column, limits=limits)
+            except (InvalidInputError, OSError) as exc:
+                failures.append(Failure(shown(p), f"{shown(p)}: {exc}", exc))
+                continue
+            for n, text, label in table:
+                labels = given + ([check_concept_name(label)] if label else [])
+                rows.append(text_row(f"{shown(p)}:{n}", text, labels))
+        else:
+            rows.append({"source": shown(p), "path": str(p), "text": None, "concepts": given})
+    for n, text in enumerate(texts):
+        rows.append(text_row(f"<text {n}>", text, given))
+    return rows, failures
+
+
+def _decode(batch: dict[str, Any], limits: Limits, draft: int | None) -> dict[str, Any]:
+    """CPU task: each row decoded to an item (pickled: our own objects, inside our own pipeline) or an error."""
+    items: list[bytes | None] = []
+    errors: list[str | None] = []
+    for source, path, text in zip(batch["source"], batch["path"], batch["text"]):
+        try:
+            if path is not None:
+                item: Any = load_media(Path(path), limits=limits, draft=draft)
+            else:
+                item = next(decode_texts([(str(source), str(text))], limits=limits))
+                if isinstance(item, Failure):
+                    raise InvalidInputError(item.reason)
+            items.append(pickle.dumps(item))
+            errors.append(None)
+        except (VecclfError, OSError) as exc:
+            items.append(None)
+            errors.append(str(exc))
+    return {**batch, "item": np.array(items, dtype=object), "error": np.array(errors, dtype=object)}
+
+
+def _device_for(gpus: float) -> str | None:
+    return "cuda" if gpus else None
+
+
+class _Embed:
+    """Ray actor: the embedder, loaded once; batches of decoded items to rows of the exchange layout."""
+
+    def __init__(self, spec: dict[str, Any], head: dict[str, Any], device: str | None) -> None:
+        from .embed import load_embedder
+
+        self.embedder = load_embedder(spec, **({"device": device} if device else {}))
+        self.head = head
+        self.rng = np.random.default_rng()
+
+    def __call__(self, batch: dict[str, Any]) -> Any:
+        import pyarrow as pa
+
+        from .embed import embed_items
+        from .ingest import rows
+
+        todo = [(n, pickle.loads(b)) for n, b in enumerate(batch["item"]) if b is not None]
+        done = embed_items(self.embedder, [it for _, it in todo])
+        new: list[Any] = []
+        failed: list[tuple[str, str]] = [
+            (str(s), str(e)) for s, e, b in zip(batch["source"], batch["error"], batch["item"]) if b is None
+        ]
+        for (n, _), result in zip(todo, done.per_input):
+            if isinstance(result, Failure):
+                failed.append((str(batch["source"][n]), result.reason))
+                continue
+            concepts = tuple(str(c) for c in batch["concepts"][n])
+            for embedded in result:
+                new += rows(embedded, concepts, (), at=len(new))
+        ids = self.rng.integers(1, 2**62, size=len(new)).tolist()
+        table = rows_table(new, ids, self.head)
+        if failed:
+            schema = row_schema(self.head)
+            bad = {f.name: pa.nulls(len(failed), f.type) for f in schema}
+            bad["source"] = pa.array([s for s, _ in failed], pa.string())
+            bad["error"] = pa.array([e for _, e in failed], pa.string())
+            table = pa.concat_tables([table, pa.Table.from_pydict(bad, schema=schema)])
+        return table
+
+
+def _pool(ray: Any, actors: int | None) -> tuple[int, float]:
+    """``(actors, GPUs per actor)``: one actor per GPU when the cluster has GPUs, else about one per two CPUs."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    if gpus:
+        return actors or gpus, 1.0
+    return actors or max(1, int(resources.get("CPU", 1)) // 2), 0.0
+
+
+def embed_to_parquet(
+    paths: Sequence[str | Path],
+    out: str | Path,
+    *,
+    model: str | dict[str, Any],
+    texts: Sequence[str] = (),
+    concepts: Sequence[str] = (),
+    text_column: str | None = None,
+    label_column: str | None = None,
+    address: str | None = None,
+    actors: int | None = None,
+    limits: Limits | None = None,
+) -> dict[str, Any]:
+    """Embed files, folders, ``.txt`` files and tables (and ``texts``) on Ray into Parquet shards under ``out``;
+    returns a summary (rows written, failures)."""
+    import pyarrow.parquet as pq
+
+    from .embed import load_embedder
+
+    target = Path(out)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InvalidInputError(f"{target} is not an empty folder: write the shards into a new one")
+    limits = limits or Limits()
+    embedder = load_embedder(model) if isinstance(model, str) else load_embedder(dict(model))
+    head = header(embedder.spec, embedder.identity, embedder.spaces())
+    work, failures = plan(
+        paths, texts=texts, concepts=concepts, text_column=text_column, label_column=label_column, limits=limits
+    )
+    if not work:
+        raise InvalidInputError("nothing to embed: " + (failures[0].reason if failures else "no inputs given"))
+    draft = getattr(embedder, "input_size", None)
+    with runtime(address) as ray:
+        n_actors, gpus = _pool(ray, actors)
+        ds = ray.data.from_items(work, override_num_blocks=max(1, min(len(work) // DECODE_BATCH, 64)))
+        ds = ds.map_batches(_decode, batch_size=DECODE_BATCH, fn_kwargs={"limits": limits, "draft": draft})
+        ds = ds.map_batches(
+            _Embed,
+            fn_constructor_kwargs={"spec": embedder.spec, "head": head, "device": _device_for(gpus)},
+            batch_size=EMBED_BATCH,
+            concurrency=n_actors,
+            num_gpus=gpus,
+        )
+        ds.write_parquet(str(target))
+    written, errors = 0, []
+    for f in parquet_files(target):
+        table = pq.read_table(f, columns=["source", "error"])
+        for source, error in zip(table.column("source").to_pylist(), table.column("error").to_pylist()):
+            if error is None:
+                written += 1
+            else:
+                errors.append({"source": source, "reason": error})
+    errors += [{"source": f.source, "reason": f.reason} for f in failures]
+    return {"out": str(target.absolute()), "rows": written, "failures": errors, "actors": n_actors, "gpus": gpus}
+
+
+def _snapshot(store_path: Path) -> bytes:
+    """The store's files as a tar archive (its lock and reader notes left out), taken while it is open
+    read-only here, so no writer can change it meanwhile."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for f in sorted(store_path.iterdir()):
+            if f.is_file() and f.name != "store.lock":
+                tar.add(f, arcname=f.name)
+    return buf.getvalue()
+
+
+class _Predict:
+    """Ray actor: a read-only copy of the store, unpacked once; batches of vectors or decoded items answered."""
+
+    def __init__(self, snapshot: list[Any], options: dict[str, Any]) -> None:
+        import ray
+
+        from .classifier import ConceptClassifier
+
+        self.dir = tempfile.mkdtemp(prefix="vecclf-snapshot-")
+        with tarfile.open(fileobj=io.BytesIO(ray.get(snapshot[0]))) as tar:
+            tar.extractall(self.dir, filter="data")
+        self.clf = ConceptClassifier.open(self.dir, read_only=True)  # the embedder picks the GPU itself
+        self.options = options
+
+    def __call__(self, batch: dict[str, Any]) -> Any:
+        import pyarrow as pa
+
+        from .results import failure_row, prediction_row, results_schema
+
+        out: list[dict[str, Any]] = []
+        o = self.options
+        if "space" in batch:  # precomputed vectors, from Parquet
+            spaces = [str(s) for s in batch["space"]]
+            order: dict[int, dict[str, Any]] = {}
+            for space in sorted(set(spaces)):
+                at = [i for i, s in enumerate(spaces) if s == space]
+                X = np.stack([np.asarray(batch[f"vector_{space}"][i], dtype=np.float32) for i in at])
+                sources = [str(batch["source"][i]) for i in at]
+                preds = self.clf.predict_vectors(
+                    space, X, method=o["method"], k=o["k"], top=o["top"], sources=sources,
+                    unknown_quantile=o["unknown_quantile"],
+                )  # fmt: skip
+                for i, p in zip(at, preds):
+                    order[i] = prediction_row(p)
+            out = [order[i] for i in sorted(order)]
+        else:
+            items = [pickle.loads(b) if b is not None else Failure(str(s), str(e)) for s, e, b in
+                     zip(batch["source"], batch["error"], batch["item"])]  # fmt: skip
+            stream = self.clf.predict_stream(
+                items, method=o["method"], k=o["k"], top=o["top"], unknown_quantile=o["unknown_quantile"]
+            )
+            out = [failure_row(r) if isinstance(r, Failure) else prediction_row(r) for r in stream]
+        return pa.Table.from_pylist(out, schema=results_schema())
+
+
+def predict_to_parquet(
+    store_path: str | Path,
+    paths: Sequence[str | Path],
+    out: str | Path,
+    *,
+    method: str = "auto",
+    k: int | None = None,
+    top: int = 3,
+    unknown_quantile: float | None = None,
+    address: str | None = None,
+    actors: int | None = None,
+    limits: Limits | None = None,
+) -> dict[str, Any]:
+    """Classify a dataset on Ray: Parquet rows with vectors (``vecclf embed`` output) or files and tables,
+    answered by the store's classifier; results written as Parquet shards (the columns of ``predict --out``)."""
+    import pyarrow.parquet as pq
+
+    from .classifier import ConceptClassifier
+
+    target = Path(out)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InvalidInputError(f"{target} is not an empty folder: write the results into a new one")
+    options = {"method": method, "k": k, "top": top, "unknown_quantile": unknown_quantile}
+    with ConceptClassifier.open(store_path, read_only=True) as clf:
+        store = clf.store
+        vectors = [p for p in paths if is_parquet(p)]
+        if vectors and len(vectors) != len(paths):
+            raise InvalidInputError("give either Parquet files of vectors or files to embed, not both")
+        if vectors:
+            from .exchange import check_compatible
+
+            for p in vectors:
+                check_compatible(read_header(p), store)
+        snapshot = _snapshot(Path(store.path))
+        draft = getattr(clf.embedder, "input_size", None) if not vectors else None
+    with runtime(address) as ray:
+        n_actors, gpus = _pool(ray, actors)
+        if vectors:
+            files = [str(f) for p in vectors for f in parquet_files(p)]
+            ds = ray.data.read_parquet(files).filter(lambda r: r.get("error") is None)
+            columns = ["source", "space", *[c for c in ds.schema().names if c.startswith("vector_")]]
+            ds = ds.select_columns(columns)
+        else:
+            work, failures = plan(paths, limits=limits)
+            if not work:
+                raise InvalidInputError("nothing to predict: " + (failures[0].reason if failures else "no inputs"))
+            ds = ray.data.from_items(work, override_num_blocks=max(1, min(len(work) // DECODE_BATCH, 64)))
+            ds = ds.map_batches(
+                _decode, batch_size=DECODE_BATCH, fn_kwargs={"limits": limits or Limits(), "draft": draft}
+            )
+        ref = ray.put(snapshot)  # broadcast once: every actor reads the same object
+        ds = ds.map_batches(
+            _Predict,
+            fn_constructor_kwargs={"snapshot": [ref], "options": options},
+            batch_size=1024 if vectors else EMBED_BATCH,
+            concurrency=n_actors,
+            num_gpus=gpus,
+        )
+        ds.write_parquet(str(target))
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(target))
+    return {"out": str(target.absolute()), "rows": rows, "actors": n_actors, "gpus": gpus}
