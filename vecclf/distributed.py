@@ -14,6 +14,7 @@ joins that cluster. Ray is an optional dependency: ``pip install "vecclf[ray]"``
 from __future__ import annotations
 
 import io
+import logging
 import pickle
 import tarfile
 import tempfile
@@ -31,6 +32,7 @@ from .inputs import (
     TABLE_SUFFIXES,
     TEXT_SUFFIXES,
     Failure,
+    concept_folders,
     decode_texts,
     expand_paths,
     load_media,
@@ -57,6 +59,11 @@ def runtime(address: str | None = None) -> Iterator[Any]:
     """Ray, initialised: joined to the cluster at ``address``, or a local runtime for this command (one
     already initialised in this process is used as it is)."""
     ray = _ray()
+    for name in ("ray", "ray.data"):  # Ray's own progress and statistics lines would drown the command's
+        logging.getLogger(name).setLevel(logging.WARNING)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
     if ray.is_initialized():
         yield ray
         return
@@ -65,7 +72,6 @@ def runtime(address: str | None = None) -> Iterator[Any]:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise InvalidInputError(f"cannot reach a Ray cluster at {address!r}: {exc}") from exc
     try:
-        ray.data.DataContext.get_current().enable_progress_bars = False
         yield ray
     finally:
         ray.shutdown()
@@ -78,11 +84,12 @@ def plan(
     concepts: Sequence[str] = (),
     text_column: str | None = None,
     label_column: str | None = None,
+    folders: bool = False,
     limits: Limits | None = None,
 ) -> tuple[list[dict[str, Any]], list[Failure]]:
     """The work as rows: a media file by absolute path, a text (a ``.txt`` line, a table row, ``--text``) by
-    value, each with its concepts (``concepts`` for all; a table's label column per row); and what could not
-    be listed."""
+    value, each with its concepts (``concepts`` for all; a table's label column per row; with ``folders``, the
+    subfolder a file is in); and what could not be listed."""
     limits = limits or Limits()
     given = [check_concept_name(c) for c in concepts]
     rows: list[dict[str, Any]] = []
@@ -91,7 +98,15 @@ def plan(
     def text_row(source: str, text: str, labels: list[str]) -> dict[str, Any]:
         return {"source": source, "path": None, "text": text, "concepts": labels}
 
-    for p in expand_paths(paths):
+    listed: list[tuple[Path | Failure, list[str]]] = []
+    for path in paths:
+        if folders and Path(path).is_dir():  # a folder per concept, as `vecclf import FOLDER` reads it
+            for name, files in concept_folders(Path(path)):
+                concept = check_concept_name(name)
+                listed += [(f, [*given, concept]) for f in files]
+        else:
+            listed += [(f, given) for f in expand_paths([path])]
+    for p, labels in listed:
         if isinstance(p, Failure):
             failures.append(p)
             continue
@@ -102,7 +117,7 @@ def plan(
                 if isinstance(it, Failure):
                     failures.append(it)
                 else:
-                    rows.append(text_row(it.source, it.text, given))
+                    rows.append(text_row(it.source, it.text, labels))
         elif suffix in TABLE_SUFFIXES:
             try:
                 table = read_text_table(p, text_column=text_column, label_column=label_column, limits=limits)
@@ -110,10 +125,9 @@ def plan(
                 failures.append(Failure(shown(p), f"{shown(p)}: {exc}", exc))
                 continue
             for n, text, label in table:
-                labels = given + ([check_concept_name(label)] if label else [])
-                rows.append(text_row(f"{shown(p)}:{n}", text, labels))
+                rows.append(text_row(f"{shown(p)}:{n}", text, labels + ([check_concept_name(label)] if label else [])))
         else:
-            rows.append({"source": shown(p), "path": str(p), "text": None, "concepts": given})
+            rows.append({"source": shown(p), "path": str(p), "text": None, "concepts": labels})
     for n, text in enumerate(texts):
         rows.append(text_row(f"<text {n}>", text, given))
     return rows, failures
@@ -201,6 +215,7 @@ def embed_to_parquet(
     concepts: Sequence[str] = (),
     text_column: str | None = None,
     label_column: str | None = None,
+    folders: bool = False,
     address: str | None = None,
     actors: int | None = None,
     limits: Limits | None = None,
@@ -218,7 +233,13 @@ def embed_to_parquet(
     embedder = load_embedder(model) if isinstance(model, str) else load_embedder(dict(model))
     head = header(embedder.spec, embedder.identity, embedder.spaces())
     work, failures = plan(
-        paths, texts=texts, concepts=concepts, text_column=text_column, label_column=label_column, limits=limits
+        paths,
+        texts=texts,
+        concepts=concepts,
+        text_column=text_column,
+        label_column=label_column,
+        folders=folders,
+        limits=limits,
     )
     if not work:
         raise InvalidInputError("nothing to embed: " + (failures[0].reason if failures else "no inputs given"))
@@ -279,11 +300,15 @@ class _Predict:
 
         out: list[dict[str, Any]] = []
         o = self.options
-        if "space" in batch:  # precomputed vectors, from Parquet
+        if "space" in batch:  # precomputed vectors, from Parquet (a row that was not embedded: its failure)
             spaces = [str(s) for s in batch["space"]]
-            order: dict[int, dict[str, Any]] = {}
-            for space in sorted(set(spaces)):
-                at = [i for i, s in enumerate(spaces) if s == space]
+            order: dict[int, dict[str, Any]] = {
+                i: failure_row(Failure(str(batch["source"][i]), str(e)))
+                for i, e in enumerate(batch["error"])
+                if e is not None
+            }
+            for space in sorted({s for i, s in enumerate(spaces) if i not in order}):
+                at = [i for i, s in enumerate(spaces) if s == space and i not in order]
                 X = np.stack([np.asarray(batch[f"vector_{space}"][i], dtype=np.float32) for i in at])
                 sources = [str(batch["source"][i]) for i in at]
                 preds = self.clf.predict_vectors(
@@ -342,8 +367,8 @@ def predict_to_parquet(
         n_actors, gpus = _pool(ray, actors)
         if vectors:
             files = [str(f) for p in vectors for f in parquet_files(p)]
-            ds = ray.data.read_parquet(files).filter(lambda r: r.get("error") is None)
-            columns = ["source", "space", *[c for c in ds.schema().names if c.startswith("vector_")]]
+            ds = ray.data.read_parquet(files)
+            columns = ["source", "space", "error", *[c for c in ds.schema().names if c.startswith("vector_")]]
             ds = ds.select_columns(columns)
         else:
             work, failures = plan(paths, limits=limits)

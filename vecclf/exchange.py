@@ -372,8 +372,10 @@ def _as_rows(table: pa.Table, space: str, schema: pa.Schema) -> pa.Table:
                 columns.append(table.column("vector").combine_chunks().cast(field.type))
             else:
                 columns.append(pa.nulls(n, field.type))
-        else:
+        elif field.name in table.column_names:
             columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(n, field.type))
     return pa.Table.from_arrays(columns, schema=schema)
 
 

@@ -131,6 +131,10 @@ def add(o: Options) -> int:
 
 
 def import_(o: Options) -> int:
+    from .. import exchange
+
+    if exchange.is_parquet(o.source):
+        return _import_parquet(o)
     total = count_inputs([o.source], tables=True)
     with opened(o) as clf, progress("importing", total) as bar:
         report = clf.import_path(
@@ -142,6 +146,74 @@ def import_(o: Options) -> int:
             keep_duplicates=o.keep_duplicates,
         )
     return _finish_add(o, report)
+
+
+def _import_parquet(o: Options) -> int:
+    from .. import exchange
+    from ..store import Store
+
+    path = store_path(o)
+    if not (path / "store.duckdb").exists():  # a store for the files' model, as `init` would make it
+        exchange.store_from(o.source, path).close()
+        warn(f"created store {path} for the model the Parquet files name")
+    with Store.open(path) as store, progress("importing", exchange.count_rows(o.source), unit="row") as bar:
+        report = exchange.import_parquet(store, o.source, progress=bar, keep_duplicates=o.keep_duplicates)
+    return _finish_add(o, report)
+
+
+def export(o: Options) -> int:
+    from .. import exchange
+
+    with opened(o, read_only=True) as clf, progress("exporting", clf.store.count(), unit="row") as bar:
+        manifest = exchange.export_store(clf.store, o.out, progress=bar)
+    emit(o.json, manifest, lambda: print(f"exported {sum(manifest['rows'].values())} row(s) to {o.out}"))
+    return 0
+
+
+def embed(o: Options) -> int:
+    from ..distributed import embed_to_parquet
+
+    if not o.paths and not o.text:
+        raise InvalidInputError("give PATH... and/or --text TEXT")
+    summary = embed_to_parquet(
+        o.paths,
+        o.out,
+        model=o.model,
+        texts=o.text,
+        concepts=o.concept,
+        text_column=o.text_column,
+        label_column=o.label_column,
+        folders=o.folders,
+        address=o.ray,
+        actors=o.actors,
+    )
+    emit(o.json, summary, lambda: print(f"embedded {summary['rows']} input(s) into {summary['out']}"))
+    report_failures([Failure(f["source"], f["reason"]) for f in summary["failures"]])
+    return 0 if summary["rows"] else NOTHING_ANSWERED
+
+
+def _predict_on_ray(o: Options) -> int:
+    from ..distributed import predict_to_parquet
+
+    if o.out is None:
+        raise InvalidInputError("--ray writes Parquet shards: give --out FOLDER")
+    if o.per_frame or o.faces == "all" or o.text:
+        raise InvalidInputError(
+            "--ray answers one row per input from files or Parquet: drop --per-frame/--faces/--text"
+        )
+    summary = predict_to_parquet(
+        store_path(o),
+        o.paths,
+        o.out,
+        method=o.method,
+        k=o.k,
+        top=o.top,
+        unknown_quantile=o.unknown_quantile,
+        address=o.ray or None,
+        actors=o.actors,
+    )
+    emit(o.json, summary, lambda: print(f"predicted {summary['rows']} row(s) into {summary['out']}"))
+    return 0 if summary["rows"] else NOTHING_ANSWERED
 
 
 def delete(o: Options) -> int:
@@ -172,6 +244,8 @@ def train(o: Options) -> int:
 
 # ---------------------------------------------------------------------------------------------- querying
 def predict(o: Options) -> int:
+    if o.ray is not None:
+        return _predict_on_ray(o)
     total = _need_queries(o)
     split = o.faces == "all" or o.per_frame
     writer = ResultWriter(o.out) if o.out else None
@@ -497,4 +571,6 @@ COMMANDS: dict[str, Callable[[Options], int]] = {
     "delete": delete,
     "serve": serve,
     "info": info,
+    "embed": embed,
+    "export": export,
 }

@@ -100,8 +100,14 @@ def commands() -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--negative", action="append", default=[], help="a negative concept (repeatable)")
     p.add_argument("--keep-duplicates", action="store_true", help=KEEP_DUPLICATES)
 
-    p = out["import"] = _command("import", "import a folder per concept or a CSV/JSONL table of texts and labels")
-    p.add_argument("source", help="a folder with one subfolder per concept, or FILE.csv / FILE.jsonl")
+    p = out["import"] = _command(
+        "import", "import a folder per concept, a CSV/JSONL table of texts and labels, or Parquet vectors / an export"
+    )
+    p.add_argument(
+        "source",
+        help="a folder with one subfolder per concept, FILE.csv / FILE.jsonl, or Parquet (vecclf embed or export "
+        "output: vectors are not embedded again; a missing store is created for their model)",
+    )
     p.add_argument("--text-column", help="text column (default: the first of text/sentence/utterance/query)")
     p.add_argument("--label-column", help="label column (default: the first of label/category/concept/intent/class)")
     p.add_argument("--limit-per-concept", type=COUNT, help="take at most N examples of each concept")
@@ -115,6 +121,15 @@ def commands() -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--unknown-quantile", type=QUANTILE, help=UNKNOWN_QUANTILE + " (default: the store's, 0.01)")
     p.add_argument("--per-frame", action="store_true", help="videos: an answer for each sampled frame, with its time")
     p.add_argument("--out", type=Path, help="write the answers to FILE.csv | .jsonl | .parquet, as they come")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run on Ray (a local runtime, or the cluster at ADDRESS); inputs may be Parquet vectors; --out is a folder",
+    )
+    p.add_argument("--actors", type=_bounded_int(1, 4096), help="--ray: predicting actors (default: one per GPU, "
+                   "else one per two CPUs)")  # fmt: skip
 
     p = out["search"] = _command("search", "find the stored inputs most similar to each query")
     _queries(p, "queries")
@@ -170,6 +185,22 @@ def commands() -> dict[str, argparse.ArgumentParser]:
     p.add_argument(
         "--header-timeout", type=_bounded_float(0.1, 3600), default=10.0, help="seconds a client has to send headers"
     )
+
+    p = out["embed"] = _command("embed", "embed files, folders and tables to Parquet on Ray, without a store")
+    p.add_argument("paths", nargs="*", help="files or folders (.txt: a text per line; CSV/JSONL: a row each)")
+    p.add_argument("--out", type=Path, required=True, help="a new folder for the Parquet shards")
+    p.add_argument("--text", action="append", default=[], help="a text input (repeatable)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"{models} | any OpenCLIP MODEL[:PRETRAINED]")
+    p.add_argument("--concept", action="append", default=[], help="a concept for every input (repeatable)")
+    p.add_argument("--text-column", help="CSV/JSONL inputs: the text column")
+    p.add_argument("--label-column", help="CSV/JSONL inputs: a column of concept labels")
+    p.add_argument("--folders", action="store_true", help="each folder holds one subfolder per concept (as import)")
+    p.add_argument("--ray", metavar="ADDRESS", help="a Ray cluster to join (default: a local runtime)")
+    p.add_argument("--actors", type=_bounded_int(1, 4096), help="embedding actors (default: one per GPU, else one "
+                   "per two CPUs)")  # fmt: skip
+
+    p = out["export"] = _command("export", "write the whole store to Parquet (backup, migration, batch jobs)")
+    p.add_argument("--out", type=Path, required=True, help="a new folder")
 
     out["info"] = _command("info", "describe the store")
     return out

@@ -374,8 +374,8 @@ class Catalogue:
         names), thumbnail and vector: the rows of an export (see :mod:`vecclf.exchange`)."""
         return (
             self.db()
-            .execute(
-                "WITH page AS (SELECT * FROM inputs WHERE space = ? AND id > ? ORDER BY id LIMIT ?) "
+            .sql(
+                "WITH page AS (SELECT * FROM inputs WHERE space = $space AND id > $after ORDER BY id LIMIT $limit) "
                 "SELECT p.id, p.kind, p.space, p.source, p.content_hash, p.text, p.parent_id, p.frame_index, "
                 "p.timestamp_s, p.metadata, "
                 "coalesce(list(c.name ORDER BY c.name) FILTER (WHERE l.positive), []) AS concepts, "
@@ -385,14 +385,14 @@ class Catalogue:
                 "LEFT JOIN labels l ON l.input_id = p.id LEFT JOIN concepts c ON c.id = l.concept_id "
                 "LEFT JOIN thumbnails t ON t.id = p.id "
                 "GROUP BY ALL ORDER BY p.id",
-                [space, after, limit],
+                params={"space": space, "after": after, "limit": limit},
             )
             .to_arrow_table()
         )
 
     def export_concepts(self) -> pa.Table:
         """Every concept with its threshold (None: learned)."""
-        return self.db().execute("SELECT name, threshold FROM concepts ORDER BY name").to_arrow_table()
+        return self.db().sql("SELECT name, threshold FROM concepts ORDER BY name").to_arrow_table()
 
     def insert_vectors(self, space: str, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Insert one space's vectors (inside a transaction)."""

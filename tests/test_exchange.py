@@ -1,0 +1,106 @@
+"""Parquet in and out of a store: export, import of an export or of precomputed vectors, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import solid_image
+
+from vecclf.cli import main
+from vecclf.errors import ModelMismatchError
+from vecclf.exchange import import_parquet, read_header
+from vecclf.store import Store
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def filled(tmp_path, capsys, image_files) -> list[str]:
+    """A tiny-CLIP store: three colour folders, labelled texts, a set threshold, an empty concept, a head."""
+    s = ["--store", str(tmp_path / "src")]
+    assert run(capsys, "init", *s, "--model", "tiny-clip")[0] == 0
+    assert run(capsys, "import", *s, str(tmp_path / "images"))[0] == 0
+    for text, concept in [("a red apple", "red"), ("green grass", "green"), ("the blue sea", "blue")]:
+        assert run(capsys, "add", *s, "--text", text, "--concept", concept)[0] == 0
+    assert run(capsys, "concepts", *s, "add", "purple")[0] == 0
+    assert run(capsys, "concepts", *s, "threshold", "red", "0.25")[0] == 0
+    assert run(capsys, "train", *s)[0] == 0
+    return s
+
+
+def _answers(capsys, store: list[str], queries: list[str], method: str) -> list[tuple]:
+    code, out, _ = run(capsys, "predict", *store, *queries, "--method", method, "--json")
+    assert code == 0
+    return [(p["concept"], round(p["score"], 5), p.get("stale")) for p in json.loads(out)["predictions"]]
+
+
+def test_export_then_import_into_a_new_store_gives_the_same_answers(filled, tmp_path, capsys) -> None:
+    queries = []
+    for n, rgb in enumerate([(200, 40, 40), (40, 190, 50), (40, 50, 200)]):
+        q = tmp_path / f"q{n}.png"
+        solid_image(rgb, seed=50 + n).save(q)
+        queries.append(str(q))
+    code, out, _ = run(capsys, "export", *filled, "--out", str(tmp_path / "backup"), "--json")
+    manifest = json.loads(out)
+    assert code == 0 and manifest["rows"] == {"joint": 15}
+    assert read_header(tmp_path / "backup")["identity"] == Store.open(tmp_path / "src", read_only=True).identity
+    copy = ["--store", str(tmp_path / "copy")]
+    code, out, err = run(capsys, "import", *copy, str(tmp_path / "backup"), "--json")
+    assert code == 0 and len(json.loads(out)["added"]) == 15 and "created store" in err
+    for method in ("knn", "head"):
+        assert _answers(capsys, copy, queries, method) == _answers(capsys, filled, queries, method)
+    code, out, _ = run(capsys, "concepts", *copy, "--json")
+    names = {c["name"] for c in json.loads(out)["concepts"]}
+    assert names == {"red", "green", "blue", "purple"}
+    with Store.open(tmp_path / "copy", read_only=True) as st, Store.open(tmp_path / "src", read_only=True) as src:
+        assert st.concept_thresholds() == {"red": 0.25}
+        ids, X = st.vectors("joint")
+        _, X0 = src.vectors("joint")
+        assert np.array_equal(X, X0)
+        texts = sorted(r.text for r in st.get(ids.tolist()) if r.text)
+        assert texts == ["a red apple", "green grass", "the blue sea"]
+    code, out, err = run(capsys, "import", *copy, str(tmp_path / "backup"), "--json")  # again: all duplicates
+    assert code == 0 and len(json.loads(out)["duplicates"]) == 15 and not json.loads(out)["added"]
+
+
+def test_vectors_of_another_model_are_refused_before_anything_is_stored(filled, tmp_path, capsys) -> None:
+    assert run(capsys, "export", *filled, "--out", str(tmp_path / "backup"))[0] == 0
+    other = ["--store", str(tmp_path / "other")]
+    assert run(capsys, "init", *other, "--model", "offline")[0] == 0
+    code, _, err = run(capsys, "import", *other, str(tmp_path / "backup"))
+    assert code == 1 and "made by" in err and "Traceback" not in err
+    with Store.open(tmp_path / "other", read_only=True) as st:
+        assert st.count() == 0
+        with pytest.raises(ModelMismatchError):
+            import_parquet(st, tmp_path / "backup")
+
+
+def test_bad_rows_fail_alone_and_foreign_files_are_refused(filled, tmp_path, capsys) -> None:
+    assert run(capsys, "export", *filled, "--out", str(tmp_path / "backup"))[0] == 0
+    (shard,) = sorted((tmp_path / "backup" / "rows").glob("*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[1]["vector_joint"] = [float("nan")] * len(rows[1]["vector_joint"])
+    rows[2]["concepts"] = ["bad\u200bname"]
+    rows[3]["content_hash"] = None
+    broken = tmp_path / "broken.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), broken)
+    fresh = ["--store", str(tmp_path / "fresh")]
+    code, out, err = run(capsys, "import", *fresh, str(broken), "--json")
+    report = json.loads(out)
+    assert code == 0 and len(report["added"]) == len(rows) - 3 and len(report["failures"]) == 3
+    assert all(f["source"] for f in report["failures"])
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"x": [1, 2]}), plain)
+    code, _, err = run(capsys, "import", *fresh, str(plain))
+    assert code == 2 and "no vecclf header" in err
+    code, _, err = run(capsys, "export", *fresh, "--out", str(tmp_path / "backup"))
+    assert code == 2 and "not an empty folder" in err

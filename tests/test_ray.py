@@ -1,0 +1,117 @@
+"""Batch jobs on a real local Ray runtime (2 CPUs, started and stopped here): embed to Parquet, import, predict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import solid_image
+
+from vecclf.cli import main
+from vecclf.store import Store
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vecclf[ray]')")
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture()
+def data(tmp_path, image_files):
+    """The colour folders, a CSV of labelled texts and a broken image."""
+    table = tmp_path / "texts.csv"
+    table.write_text("text,label\na red apple,red\ngreen grass,green\nthe blue sea,blue\n")
+    (tmp_path / "images" / "red" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    return tmp_path / "images", table
+
+
+def _vectors(path) -> dict[str, np.ndarray]:
+    with Store.open(path, read_only=True) as st:
+        ids, X = st.vectors("joint")
+        return {r.source: X[i] for i, r in enumerate(st.get(ids.tolist()))}
+
+
+def test_embed_to_parquet_then_import_matches_add(runtime, data, tmp_path, capsys) -> None:
+    images, table = data
+    code, out, _ = run(
+        capsys, "embed", str(images), str(table), "--model", "tiny-clip", "--label-column", "label", "--folders",
+        "--out", str(tmp_path / "shards"), "--json",
+    )  # fmt: skip
+    summary = json.loads(out)
+    assert (
+        code == 0
+        and summary["rows"] == 15
+        and [f["source"] for f in summary["failures"]] == [str(images / "red" / "broken.jpg")]
+    )
+    schema = pq.read_schema(sorted((tmp_path / "shards").glob("*.parquet"))[0])
+    assert schema.field("vector_joint").type.list_size == 64 and b"vecclf" in schema.metadata  # tiny-clip: 64-d
+    imported = ["--store", str(tmp_path / "imported")]
+    code, out, _ = run(capsys, "import", *imported, str(tmp_path / "shards"), "--json")
+    assert code == 0 and len(json.loads(out)["added"]) == 15
+    added = ["--store", str(tmp_path / "added")]
+    assert run(capsys, "init", *added, "--model", "tiny-clip")[0] == 0
+    assert run(capsys, "import", *added, str(images))[0] == 0
+    assert run(capsys, "import", *added, str(table))[0] == 0
+    ours, theirs = _vectors(tmp_path / "imported"), _vectors(tmp_path / "added")
+    images_only = {s: v for s, v in ours.items() if not s.startswith(str(table))}
+    assert images_only.keys() == {s for s in theirs if not s.startswith(str(table))}
+    for source, v in images_only.items():
+        assert np.abs(v - theirs[source]).max() < 1e-5
+    query = tmp_path / "q.png"
+    solid_image((200, 40, 40), seed=77).save(query)
+    answers = []
+    for store in (imported, added):
+        code, out, _ = run(capsys, "predict", *store, str(query), "--json")
+        answers.append([(p["concept"], round(p["score"], 4)) for p in json.loads(out)["predictions"]])
+    assert answers[0] == answers[1] and answers[0][0][0] == "red"
+
+
+def test_predict_on_ray_writes_the_same_answers_as_predict(runtime, data, tmp_path, capsys) -> None:
+    images, _ = data
+    store = ["--store", str(tmp_path / "st")]
+    assert run(capsys, "init", *store, "--model", "tiny-clip")[0] == 0
+    assert run(capsys, "import", *store, str(images))[0] == 0
+    assert run(capsys, "train", *store)[0] == 0
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    for n, rgb in enumerate([(200, 40, 40), (40, 190, 50), (40, 50, 200), (90, 90, 90)]):
+        solid_image(rgb, seed=60 + n).save(queries / f"{n}.png")
+    code, out, _ = run(capsys, "embed", str(queries), "--model", "tiny-clip", "--out", str(tmp_path / "qv"))
+    assert code == 0
+    local = tmp_path / "local.parquet"
+    assert run(capsys, "predict", *store, str(queries), "--out", str(local))[0] == 0
+    for source in (str(tmp_path / "qv"), str(queries)):  # precomputed vectors, and files embedded on Ray
+        out_dir = tmp_path / f"ray-{len(source)}"
+        code, out, err = run(capsys, "predict", *store, source, "--ray", "--out", str(out_dir), "--json")
+        assert code == 0 and json.loads(out)["rows"] == 4, err
+        got = pq.read_table(out_dir).to_pylist()
+        want = pq.read_table(local).to_pylist()
+        assert set(got[0]) == set(want[0])  # the columns of predict --out
+        key = {r["source"]: (r["concept"], round(r["score"], 4), r["method"]) for r in want}
+        assert {r["source"]: (r["concept"], round(r["score"], 4), r["method"]) for r in got} == key
+
+
+def test_ray_refusals_are_one_line(runtime, data, tmp_path, capsys) -> None:
+    images, _ = data
+    assert run(capsys, "embed", str(images), "--model", "tiny-clip", "--out", str(tmp_path / "v"))[0] == 0
+    other = ["--store", str(tmp_path / "other")]
+    assert run(capsys, "init", *other, "--model", "offline")[0] == 0
+    code, _, err = run(capsys, "predict", *other, str(tmp_path / "v"), "--ray", "--out", str(tmp_path / "o"))
+    assert code == 1 and "made by" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "predict", *other, str(images), "--ray")
+    assert code == 2 and "--out" in err
+    code, _, err = run(capsys, "embed", str(images), "--model", "tiny-clip", "--out", str(tmp_path / "v"))
+    assert code == 2 and "not an empty folder" in err
