@@ -46,3 +46,25 @@ def test_python_section_examples_run(tmp_path: Path, n: int) -> None:
     else:
         knn_score, head_score = (float(line) for line in run.stdout.split())
         assert knn_score > 0.95 and head_score > 0.9
+
+
+def test_every_command_and_option_the_readme_shows_exists() -> None:
+    """The shell examples name only commands and options the parser has (documentation that cannot drift)."""
+    from vecclf.cli.parser import commands
+
+    parsers = commands()
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    seen = 0
+    for block in blocks:
+        for line in block.splitlines():
+            words = line.split("#")[0].split()
+            if len(words) < 2 or words[0] != "vecclf" or words[1].startswith("-"):
+                continue
+            assert words[1] in parsers, line
+            known = {opt for action in parsers[words[1]]._actions for opt in action.option_strings}
+            for word in words[2:]:
+                option = word.strip("[]").split("=")[0]
+                if option.startswith("--"):
+                    assert option in known, f"{line!r}: {option} is not an option of vecclf {words[1]}"
+                    seen += 1
+    assert seen > 40

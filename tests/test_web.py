@@ -1,4 +1,5 @@
-"""The web page in headless Chromium against a real `vecclf serve`: upload, prediction, thumbnails, evaluation."""
+"""The web page in headless Chromium against a real `vecclf serve`: upload, prediction, thumbnails, teaching a
+new concept, retraining, evaluation."""
 
 from __future__ import annotations
 
@@ -60,6 +61,23 @@ def test_page_uploads_an_image_and_shows_prediction(tmp_path, tiny_embedder) -> 
             assert first_score.startswith("red"), first_score  # the best-scoring concept is listed first
             page.wait_for_selector("figure.neighbour img[src^='blob:']")  # neighbour thumbnails loaded
             assert page.locator("figure.neighbour").count() >= 5
+            page.fill("#teach-concept", "purple")  # teach: the query becomes an example of a new concept
+            page.click("#teach-add")
+            page.wait_for_function("document.querySelector('#teach-status').innerText.length > 0")
+            assert "added" in page.inner_text("#teach-status"), page.inner_text("#teach-status")
+            # the answer is asked again: the query itself is now its nearest stored example, labelled purple
+            page.wait_for_function(
+                "document.querySelector('figure.neighbour figcaption')?.innerText.startsWith('purple')"
+            )
+            page.wait_for_function("document.querySelector('#concepts').innerText.includes('purple')")
+            page.select_option("#method", "head")
+            page.click("#retrain")
+            page.wait_for_function(
+                "document.querySelector('#teach-status').innerText.includes('trained exclusive head')"
+            )
+            assert "on 16 examples of 4 concepts" in page.inner_text("#teach-status")
+            page.wait_for_function("document.querySelector('.pred')?.innerText.includes('via head')")
+            assert page.locator("#stale-warning").count() == 0
             page.click("#run-eval")
             page.wait_for_selector("#confusion")
             assert "accuracy" in page.inner_text("#evaluation")

@@ -274,12 +274,7 @@ def import_parquet(
             for bad in (r for r in batch if isinstance(r, str)):
                 source, _, reason = bad.partition(": ")
                 report.failures.append(_failure(source, reason))
-            written = store.write(good, keep_duplicates=keep_duplicates)
-            for n, (row, new_id) in enumerate(zip(good, written.ids)):
-                if n in written.duplicates:
-                    report.duplicates.append({"id": new_id, "kind": row.kind, "source": row.source})
-                elif row.kind != "frame":
-                    report.added.append({"id": new_id, "kind": row.kind, "source": row.source})
+            report.stored(good, store.write(good, keep_duplicates=keep_duplicates))
             if progress is not None:
                 progress(len(batch))
     except StoreError as exc:

@@ -29,7 +29,7 @@ from .inputs import (
     thumbnail_jpeg,
 )
 from .labels import check_concept_name
-from .store import NewInput, Store
+from .store import NewInput, Store, Written
 
 BATCH = 64  # inputs embedded and written together
 
@@ -67,6 +67,14 @@ class AddReport:
         self.embedded += other.embedded
         self.cached += other.cached
         self.error = self.error or other.error
+
+    def stored(self, rows: Sequence[NewInput], written: Written) -> None:
+        """Record what a store write of ``rows`` did: new top-level inputs, and duplicates of stored ones."""
+        for n, (row, new_id) in enumerate(zip(rows, written.ids)):
+            if n in written.duplicates:
+                self.duplicates.append({"id": new_id, "kind": row.kind, "source": row.source})
+            elif row.kind != "frame":
+                self.added.append({"id": new_id, "kind": row.kind, "source": row.source})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -168,12 +176,7 @@ class Ingest:
                     continue
                 for embedded in result:
                     new += rows(embedded, pos, neg, at=len(new))
-            written = self.store.write(new, keep_duplicates=keep_duplicates)
-            for n, (row, new_id) in enumerate(zip(new, written.ids)):
-                if n in written.duplicates:
-                    report.duplicates.append({"id": new_id, "kind": row.kind, "source": row.source})
-                elif row.kind != "frame":
-                    report.added.append({"id": new_id, "kind": row.kind, "source": row.source})
+            report.stored(new, self.store.write(new, keep_duplicates=keep_duplicates))
             if progress is not None:
                 progress(len(batch))
             batch.clear()

@@ -8,6 +8,6 @@ what is kept in memory beside the indexes (label views, records), and ``store`` 
 
 from .locks import LOCK_FILE
 from .records import ConceptInfo, InputRecord, NewInput, SpaceState
-from .store import DB_FILE, Store
+from .store import DB_FILE, Store, Written
 
-__all__ = ["DB_FILE", "LOCK_FILE", "ConceptInfo", "InputRecord", "NewInput", "SpaceState", "Store"]
+__all__ = ["DB_FILE", "LOCK_FILE", "ConceptInfo", "InputRecord", "NewInput", "SpaceState", "Store", "Written"]
