@@ -96,7 +96,7 @@ def plan(
     failures: list[Failure] = []
 
     def text_row(source: str, text: str, labels: list[str]) -> dict[str, Any]:
-        return {"source": source, "path": None, "text": text, "concepts": labels}
+        return {"source": source, "path": "", "text": text, "concepts": labels}  # "" not None: Ray makes None NaN
 
     listed: list[tuple[Path | Failure, list[str]]] = []
     for path in paths:
@@ -127,7 +127,7 @@ def plan(
             for n, text, label in table:
                 rows.append(text_row(f"{shown(p)}:{n}", text, labels + ([check_concept_name(label)] if label else [])))
         else:
-            rows.append({"source": shown(p), "path": str(p), "text": None, "concepts": labels})
+            rows.append({"source": shown(p), "path": str(p), "text": "", "concepts": labels})
     for n, text in enumerate(texts):
         rows.append(text_row(f"<text {n}>", text, given))
     return rows, failures
@@ -139,7 +139,7 @@ def _decode(batch: dict[str, Any], limits: Limits, draft: int | None) -> dict[st
     errors: list[str | None] = []
     for source, path, text in zip(batch["source"], batch["path"], batch["text"]):
         try:
-            if path is not None:
+            if isinstance(path, str) and path:
                 item: Any = load_media(Path(path), limits=limits, draft=draft)
             else:
                 item = next(decode_texts([(str(source), str(text))], limits=limits))

@@ -53,6 +53,10 @@ SAME_VECTOR = 1 - 1e-6
 """Cosine similarity from which two vectors are the same example (a duplicate)."""
 
 
+VECTOR_CHECK_ROWS = 1024
+"""Writes of up to this many new top-level inputs are searched for stored twins by vector."""
+
+
 @dataclass(frozen=True)
 class Written:
     """What :meth:`Store.write` did: each item's id (a duplicate's is the stored input it duplicates; a frame of
@@ -368,7 +372,10 @@ class Store:
 
     def _duplicates(self, items: Sequence[NewInput]) -> dict[int, int]:
         """Top-level items that duplicate a stored input (-> its id) or an earlier item of the batch
-        (-> ``-1 - its position``): the same space and content hash, or the same vector."""
+        (-> ``-1 - its position``): the same space and content hash, or the same vector (searched in the index
+        for writes of up to :data:`VECTOR_CHECK_ROWS` inputs, as every add of files is; a bulk write of more
+        precomputed vectors is checked by content hash and within itself, since searching each of its vectors
+        would make loading N vectors cost N² multiply-adds)."""
         out: dict[int, int] = {}
         first: dict[tuple[str, str], int] = {}
         first_vector: dict[tuple[str, bytes], int] = {}
@@ -390,7 +397,7 @@ class Store:
             out.update({i: stored[items[i].content_hash] for i in idx if items[i].content_hash in stored})
             rest = [i for i in idx if i not in out]
             held = self._indexes[space]
-            if not rest or held.ntotal == 0:
+            if not rest or held.ntotal == 0 or len(rest) > VECTOR_CHECK_ROWS:
                 continue
             sims, found = held.search(np.stack([np.asarray(items[i].vector, np.float32) for i in rest]), 1)
             hits = {int(f) for f, s in zip(found[:, 0], sims[:, 0]) if f >= 0 and s >= SAME_VECTOR}
