@@ -214,10 +214,7 @@ class Store:
         with self._lock.read(), self._db.errors():
             if self._closed:
                 raise StoreError("store is closed")
-            try:
-                yield
-            finally:
-                self._user_thresholds = None  # a change may rename, delete or set one
+            yield
 
     @contextmanager
     def _write(self) -> Iterator[None]:
