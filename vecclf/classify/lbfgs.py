@@ -52,8 +52,6 @@ def choose_device(requested: str | None, work: float) -> str:
 class Objective(AbstractContextManager["Objective"]):
     """Mean weighted logistic loss + ``reg * ||W||^2`` of parameters ``theta`` (``k`` rows of ``W | b``)."""
 
-    calls = 0
-
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """``(value, gradient)`` at ``theta`` (flat float64)."""
         raise NotImplementedError
@@ -90,7 +88,6 @@ class NumpyObjective(Objective):
         self._stack.close()
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        self.calls += 1
         n, d = self.X.shape
         P = theta.reshape(-1, d + 1)
         W = np.ascontiguousarray(P[:, :d], dtype=np.float32)
@@ -147,7 +144,6 @@ class TorchObjective(Objective):
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         torch = self.torch
-        self.calls += 1
         n, d = self.X.shape
         P = torch.from_numpy(theta.reshape(-1, d + 1).astype(np.float32)).to(self.device)
         W, b = P[:, :d], P[:, d]
