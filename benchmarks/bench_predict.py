@@ -4,13 +4,17 @@
   against ``ConceptClassifier.predict`` of the same files over a store holding them, rounds interleaved;
 - as users run them: ``vecclf add`` / ``vecclf predict`` in fresh processes (start-up and model load
   included), interleaved;
+- one image, as a user types it: the wall time of ``vecclf predict one.jpg`` in a fresh process against the
+  floor it cannot go below — a fresh process that loads the same model and embeds that one image (our loader;
+  for the CLIP model also raw ``open_clip``), interleaved; target: at most 2x the floor. Models: the offline
+  preset and OpenCLIP ViT-B-32 from a local checkpoint of random weights (speed does not depend on the weights);
 - over HTTP (``vecclf serve`` on loopback): multi-file multipart ``POST /predict`` against ``POST /inputs``
   of the same files, in requests of ``--per-request`` files.
 
 Files: the first ``--n`` CIFAR-10 test JPEGs (32x32) from ../shared/data, spread over the classes; generated
 JPEGs when that folder is absent. Embedder: the offline preset (MobileNetV2; ``tiny-clip`` with --smoke).
 
-    python benchmarks/bench_predict.py [--n 256] [--rounds 5] [--smoke]
+    python benchmarks/bench_predict.py [--n 256] [--rounds 5] [--only one-image] [--smoke]
 """
 
 from __future__ import annotations
@@ -144,12 +148,90 @@ def http(files: list[Path], model: str, rounds: int, per_request: int, tmp: Path
     return out
 
 
+FLOOR_OURS = """
+import sys
+from PIL import Image
+from vecclf.embed.registry import load_embedder, parse_model
+model, checkpoint, image = sys.argv[1:4]
+load_embedder(parse_model(model, checkpoint or None)).embed_images([Image.open(image).convert("RGB")])
+"""
+
+FLOOR_OPEN_CLIP = """
+import sys
+import open_clip, torch
+from PIL import Image
+name, checkpoint, image = sys.argv[1:4]
+model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=checkpoint)
+model.eval()
+with torch.no_grad():
+    model.encode_image(preprocess(Image.open(image).convert("RGB")).unsqueeze(0))
+"""
+
+
+def one_image(files: list[Path], rounds: int, tmp: Path, smoke: bool) -> dict[str, Any]:
+    """Fresh-process ``vecclf predict one.jpg`` against a fresh process that only loads the model and embeds it."""
+    vecclf = [sys.executable, "-m", "vecclf.cli"]
+    models: list[tuple[str, str, str]] = [("offline", "", "offline preset (MobileNetV2 + MiniLM, real weights)")]
+    if smoke:
+        models = [("tiny-clip", "", "tiny-clip")]
+    else:
+        import open_clip
+        import torch
+
+        checkpoint = tmp / "vit-b-32-random.pt"
+        torch.save(open_clip.create_model("ViT-B-32").state_dict(), checkpoint)
+        models.append(("ViT-B-32", str(checkpoint), "OpenCLIP ViT-B-32, local checkpoint (random weights)"))
+    query = str(tmp / "one.jpg")
+    Image.open(files[-1]).convert("RGB").resize((640, 480)).save(query)
+    out: dict[str, Any] = {}
+    for model, checkpoint, described in models:
+        store = tmp / f"one-{model}"
+        subprocess.run(
+            [
+                *vecclf,
+                "init",
+                "--model",
+                model,
+                *(["--checkpoint", checkpoint] if checkpoint else []),
+                "--store",
+                str(store),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        half = len(files) // 2
+        for concept, part in (("a", files[:half]), ("b", files[half:-1])):
+            subprocess.run(
+                [*vecclf, "add", *map(str, part), "--concept", concept, "--store", str(store)],
+                check=True,
+                capture_output=True,
+            )
+        sides = {
+            "vecclf_predict": [*vecclf, "predict", query, "--store", str(store)],
+            "floor_our_loader": [sys.executable, "-c", FLOOR_OURS, model, checkpoint, query],
+        }
+        if checkpoint:
+            sides["floor_raw_open_clip"] = [sys.executable, "-c", FLOOR_OPEN_CLIP, model, checkpoint, query]
+        sides["python_start"] = [sys.executable, "-c", "pass"]
+        times = interleaved(
+            {k: lambda c=c: subprocess.run(c, check=True, capture_output=True) for k, c in sides.items()}, rounds
+        )
+        entry: dict[str, Any] = {"model": described, "stored_examples": len(files) - 1, "query": "640x480 JPEG"}
+        entry.update({k: spread(t) for k, t in times.items()})
+        floor = min(statistics.median(t) for k, t in times.items() if k.startswith("floor"))
+        entry["ratio_over_floor"] = round(statistics.median(times["vecclf_predict"]) / floor, 3)
+        entry["target"] = "<= 2x"
+        out[model] = entry
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--per-request", type=int, default=32)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--only", choices=["one-image"], help="run only the one-image latency part")
     args = ap.parse_args()
     model = "tiny-clip" if args.smoke else "offline"
     if args.smoke:
@@ -157,6 +239,15 @@ def main() -> None:
     started_load = load_average()
     with tempfile.TemporaryDirectory() as tmp:
         files, described = jpegs(args.n, Path(tmp))
+        if args.only == "one-image":
+            emit(
+                {
+                    "benchmark": "one_image_predict",
+                    "load_average_at_start": started_load,
+                    "one_image": one_image(files[:21], args.rounds, Path(tmp), args.smoke),
+                }
+            )
+            return
         result = {
             "benchmark": "predict_vs_add",
             "files": described,
@@ -165,6 +256,7 @@ def main() -> None:
             "in_process": in_process(files, model, args.rounds, Path(tmp)),
             "cli_fresh_process": cli(files, model, max(1, args.rounds - 2), Path(tmp)),
             "http_multipart": http(files, model, max(1, args.rounds - 2), args.per_request, Path(tmp)),
+            "one_image": one_image(files[:21], max(1, args.rounds - 2), Path(tmp), args.smoke),
         }
     emit(result)
 

@@ -207,3 +207,31 @@ def test_http_inputs_pages_and_concept_routes(tmp_path, capsys, store) -> None:
         body = r.json()
         assert r.status_code == 200 and len(body["results"]) == 1 and body["failures"][0]["source"] == "<text 1>"
         assert client.post("/search", json={"texts": ["nul \x00"]}).status_code == 400
+
+
+@pytest.mark.parametrize("n_classes", [3, 20])
+def test_eval_reports_average_precision_and_readable_pr_curves(tmp_path, n_classes) -> None:
+    """AP per concept as scikit-learn computes it; the PR figure has one panel, or one per concept when many."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.metrics import average_precision_score
+
+    from vecclf.evaluate import PR_ONE_PANEL, evaluate_arrays, write_report
+
+    rng = np.random.default_rng(n_classes)
+    centres = rng.normal(size=(n_classes, 16))
+    y = np.repeat(np.arange(n_classes), 8)
+    X = centres[y] + rng.normal(scale=0.9, size=(len(y), 16))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    classes = [f"c{i}" for i in range(n_classes)]
+    report = evaluate_arrays(X.astype(np.float32), np.eye(n_classes)[y], classes, method="knn", k=5)
+    for c, name in enumerate(classes):
+        want = average_precision_score(report["_truth"] == c, report["_scores"][:, c])
+        assert report["per_concept"][name]["average_precision"] == pytest.approx(want, abs=1e-4)
+    paths = write_report(report, tmp_path)
+    with Image.open(paths["pr"]) as img:
+        width, height = img.size
+    if n_classes <= PR_ONE_PANEL:
+        assert (width, height) == (770, 660)  # one 7x6 in panel at 110 dpi, AP in its legend
+    else:
+        assert width > 770 and height > 660  # a grid of panels, each titled with its concept and AP

@@ -99,3 +99,13 @@ def test_offline_images_few_shot_cifar_above_chance(tmp_path: Path) -> None:
     acc = np.mean([p.nearest == t for p, t in zip(preds, truth)])
     # chance is 10%; random MobileNet weights give ~18%, the real ImageNet ones ~45-50%
     assert acc > 0.3, acc
+
+
+def test_input_side_is_known_without_building_the_model(tiny_embedder) -> None:
+    """`predict --ray` decodes JPEGs at the model's input side without loading the model in the driver."""
+    from vecclf.embed import input_side, parse_model
+
+    assert input_side(tiny_embedder.spec) == tiny_embedder.input_size
+    assert input_side(parse_model("offline")) == OfflineEmbedder().input_size == 224
+    assert input_side(parse_model("ViT-L-14-336:openai")) == 336  # read from open_clip's config file
+    assert input_side(parse_model("faces")) is None and input_side({"kind": "open_clip", "model": "nope"}) is None

@@ -91,13 +91,26 @@ def test_bad_rows_fail_alone_and_foreign_files_are_refused(filled, tmp_path, cap
     rows[1]["vector_joint"] = [float("nan")] * len(rows[1]["vector_joint"])
     rows[2]["concepts"] = ["bad\u200bname"]
     rows[3]["content_hash"] = None
+    rows[4]["vector_joint"] = None
     broken = tmp_path / "broken.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), broken)
     fresh = ["--store", str(tmp_path / "fresh")]
     code, out, err = run(capsys, "import", *fresh, str(broken), "--json")
     report = json.loads(out)
-    assert code == 0 and len(report["added"]) == len(rows) - 3 and len(report["failures"]) == 3
+    assert code == 0 and len(report["added"]) == len(rows) - 4 and len(report["failures"]) == 4
     assert all(f["source"] for f in report["failures"])
+    # the same rows written by another tool as variable-length lists, one of them short: only that one fails
+    field = table.schema.field("vector_joint")
+    loose = table.schema.set(table.schema.get_field_index("vector_joint"), field.with_type(pa.list_(pa.float64())))
+    good = [dict(r) for r in table.to_pylist()]
+    good[5]["vector_joint"] = good[5]["vector_joint"][:-1]
+    pq.write_table(pa.Table.from_pylist(good, schema=loose), tmp_path / "loose.parquet")
+    code, out, err = run(
+        capsys, "import", "--store", str(tmp_path / "fresh2"), str(tmp_path / "loose.parquet"), "--json"
+    )
+    report = json.loads(out)
+    assert code == 0 and [f["source"] for f in report["failures"]] == [good[5]["source"]], report["failures"]
+    assert len(report["added"]) == len(good) - 1
     plain = tmp_path / "plain.parquet"
     pq.write_table(pa.table({"x": [1, 2]}), plain)
     code, _, err = run(capsys, "import", *fresh, str(plain))

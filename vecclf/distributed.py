@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .config import Limits
+from .embed import input_side
 from .errors import InvalidInputError, VecclfError
 from .exchange import header, is_parquet, parquet_files, read_header, row_schema, rows_table
 from .inputs import (
@@ -362,7 +363,7 @@ def predict_to_parquet(
             for p in vectors:
                 check_compatible(read_header(p), store)
         snapshot = _snapshot(Path(store.path))
-        draft = getattr(clf.embedder, "input_size", None) if not vectors else None
+        draft = input_side(store.spec) if not vectors else None  # not clf.embedder: no model in the driver
     with runtime(address) as ray:
         n_actors, gpus = _pool(ray, actors)
         if vectors:

@@ -50,6 +50,15 @@ def pr_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return precision, recall, s[last]
 
 
+def average_precision(y: np.ndarray, score: np.ndarray) -> float | None:
+    """The area under the precision-recall steps (as scikit-learn's ``average_precision_score``); None without
+    a positive."""
+    if not np.any(y):
+        return None
+    precision, recall, _ = pr_curve(y, score)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
 def metrics(
     y_true: np.ndarray,
     scores: np.ndarray,
@@ -84,6 +93,7 @@ def metrics(
             "recall": round(recall, 4),
             "f1": round(f1, 4),
             "roc_auc": None if (a := roc_auc(truth, scores[:, c])) is None else round(a, 4),
+            "average_precision": None if (ap := average_precision(truth, scores[:, c])) is None else round(ap, 4),
             "suggested_threshold": None if cut is None else round(cut[0], 4),
             "f1_at_suggested": None if cut is None else round(cut[1], 4),
         }
@@ -268,22 +278,57 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, str]:
     fig.tight_layout()
     fig.savefig(paths["confusion"], dpi=110)
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(7, 6))
-    classes = labels[:-1]
+    _pr_figure(plt, report, labels[:-1], paths["pr"])
+    return {k: str(v) for k, v in paths.items()}
+
+
+PR_ONE_PANEL = 8
+"""Up to this many concepts share one precision-recall panel (a legend with each one's AP); more get a panel each."""
+PR_PANELS = 64
+"""At most this many panels: the concepts with the lowest average precision, where the problems are."""
+
+
+def _pr_figure(plt: Any, report: dict[str, Any], classes: list[str], path: Path) -> None:
+    curves = []
     for c, name in enumerate(classes):
-        p, r, _ = pr_curve(report["_truth"] == c, report["_scores"][:, c])
-        ax.plot(r, p, label=name if len(classes) <= 15 else None, linewidth=1)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
+        truth = report["_truth"] == c
+        if truth.any():
+            p, r, _ = pr_curve(truth, report["_scores"][:, c])
+            curves.append((average_precision(truth, report["_scores"][:, c]) or 0.0, name, r, p))
+    title = f"precision-recall per concept ({report['method']}, {report['protocol']})"
+    if len(curves) <= PR_ONE_PANEL:
+        fig, ax = plt.subplots(figsize=(7, 6))
+        for ap, name, r, p in curves:
+            ax.step(r, p, where="post", label=f"{name} (AP {ap:.3f})", linewidth=1.2)
+        _pr_axes(ax)
+        ax.set_title(title)
+        if curves:
+            ax.legend(fontsize=8, loc="lower left")
+    else:
+        shown = sorted(curves, key=lambda c: c[0])[:PR_PANELS]
+        cols = int(np.ceil(np.sqrt(len(shown))))
+        rows = int(np.ceil(len(shown) / cols))
+        fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.0 * rows), sharex=True, sharey=True, squeeze=False)
+        for ax, (ap, name, r, p) in zip(axes.flat, shown):
+            ax.step(r, p, where="post", linewidth=1.2)
+            ax.set_title(f"{name[:24]}  AP {ap:.3f}", fontsize=8)
+            _pr_axes(ax, small=True)
+        for ax in list(axes.flat)[len(shown) :]:
+            ax.axis("off")
+        more = f"; the {len(shown)} lowest AP of {len(curves)}" if len(shown) < len(curves) else ""
+        fig.suptitle(f"{title}, lowest average precision first{more}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _pr_axes(ax: Any, small: bool = False) -> None:
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
-    ax.set_title("precision-recall per concept")
-    if len(classes) <= 15:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(paths["pr"], dpi=110)
-    plt.close(fig)
-    return {k: str(v) for k, v in paths.items()}
+    ax.tick_params(labelsize=6 if small else 9)
+    if not small:
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
 
 
 def held_out(

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .embed import Progress
@@ -35,7 +36,7 @@ FORMAT = 1
 META_KEY = b"vecclf"
 SHARD_ROWS = 50_000
 """Rows per Parquet file an export writes."""
-READ_ROWS = 4096
+READ_ROWS = 16384
 """Rows read, checked and stored together on import."""
 MANIFEST = "manifest.json"
 
@@ -184,7 +185,7 @@ def read_batches(path: str | Path, head: dict[str, Any], rows: int = READ_ROWS) 
     for f in parquet_files(path):
         reader = pq.ParquetFile(f)
         for batch in reader.iter_batches(batch_size=rows):
-            pending += batch.to_pylist()
+            pending += _records(batch, spaces)
             while len(pending) > rows:
                 cut = _cut(pending, rows)
                 if cut == 0:
@@ -193,6 +194,42 @@ def read_batches(path: str | Path, head: dict[str, Any], rows: int = READ_ROWS) 
                 pending = pending[cut:]
     if pending:
         yield _as_inputs(pending, spaces, "")
+
+
+def _records(batch: pa.RecordBatch, spaces: dict[str, int]) -> list[dict[str, Any]]:
+    """A batch's rows as dicts, its vector columns read as numpy in one go (a Python float per element would
+    cost more than storing the row)."""
+    vectors = {}
+    for space, dim in spaces.items():
+        name = f"vector_{space}"
+        if name in batch.schema.names:
+            vectors[name] = _vector_rows(batch.column(name), dim)
+    records = batch.drop_columns(list(vectors)).to_pylist() if vectors else batch.to_pylist()
+    for name, rows in vectors.items():
+        for record, row in zip(records, rows, strict=True):
+            record[name] = row
+    return records
+
+
+def _vector_rows(column: pa.Array, dim: int) -> list[Any]:
+    """One entry per row: a float32 array of its vector when it has ``dim`` finite values (checked here, for the
+    whole batch at once), else the row as it was written (None, a list), for :func:`_as_input` to refuse."""
+    if not (pa.types.is_fixed_size_list(column.type) or pa.types.is_list(column.type)) or not pa.types.is_floating(
+        column.type.value_type
+    ):
+        return column.to_pylist()
+    n = len(column)
+    valid = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    lengths = np.zeros(n, dtype=np.int64)
+    lengths[valid] = pc.list_value_length(column).to_numpy(zero_copy_only=False)[valid]
+    if not np.all(lengths[valid] == dim):
+        return column.to_pylist()  # rare: let each row be checked (and refused) on its own
+    flat = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+    finite = np.isfinite(flat).all(axis=1)
+    out: list[Any] = [None] * n
+    for i, row, ok in zip(np.flatnonzero(valid), flat, finite, strict=True):
+        out[i] = row if ok else row.tolist()
+    return out
 
 
 def _cut(pending: list[dict[str, Any]], rows: int) -> int:
@@ -228,9 +265,11 @@ def _as_input(r: dict[str, Any], spaces: dict[str, int], at: dict[int, int]) -> 
     vector = r.get(f"vector_{space}")
     if vector is None:
         raise InvalidInputError(f"no vector in column vector_{space}")
-    v = np.asarray(vector, dtype=np.float32)
-    if v.shape != (spaces[space],) or not np.all(np.isfinite(v)):
-        raise InvalidInputError(f"the vector must be {spaces[space]} finite floats")
+    if not isinstance(vector, np.ndarray):  # arrays come from _vector_rows, already checked
+        v = np.asarray(vector, dtype=np.float32)
+        if v.shape != (spaces[space],) or not np.isfinite(v).all():
+            raise InvalidInputError(f"the vector must be {spaces[space]} finite floats")
+        vector = v
     parent = None
     if r.get("parent_id") is not None:
         if int(r["parent_id"]) not in at:
@@ -242,7 +281,7 @@ def _as_input(r: dict[str, Any], spaces: dict[str, int], at: dict[int, int]) -> 
         kind=str(r["kind"]),
         space=space,
         content_hash=str(r["content_hash"]),
-        vector=v,
+        vector=vector,
         source=r.get("source"),
         text=r.get("text"),
         parent=parent,

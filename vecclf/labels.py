@@ -11,6 +11,7 @@ import dataclasses
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -227,6 +228,12 @@ def check_concept_name(name: str) -> str:
     """A concept name normalised (NFC, stripped of surrounding whitespace), or a typed error saying what is wrong."""
     if not isinstance(name, str):
         raise InvalidInputError(f"concept name must be a string, got {type(name).__name__}")
+    # only names short enough to be valid are remembered: a hostile megabyte name is checked, refused, forgotten
+    return _checked_name(name) if len(name) <= 2 * MAX_CONCEPT_CHARS else _checked_name.__wrapped__(name)
+
+
+@lru_cache(maxsize=8192)
+def _checked_name(name: str) -> str:  # a bulk load names the same few concepts on every row
     for ch in name:
         kind = HIDDEN_CATEGORIES.get(unicodedata.category(ch))
         if kind is not None:

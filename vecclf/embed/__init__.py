@@ -6,7 +6,7 @@
 
 from .base import Embedder, Progress
 from .items import Embedded, Embedding, embed_items, pool_frames
-from .registry import DEFAULT_MODEL, PRESETS, load_embedder, parse_model
+from .registry import DEFAULT_MODEL, PRESETS, input_side, load_embedder, parse_model
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -16,6 +16,7 @@ __all__ = [
     "Embedding",
     "Progress",
     "embed_items",
+    "input_side",
     "load_embedder",
     "parse_model",
     "pool_frames",

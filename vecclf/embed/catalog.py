@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -47,6 +48,21 @@ def model_names() -> frozenset[str] | None:
         return None
     found = {p.stem for p in (package / "model_configs").glob("*.json")} | {p.stem for p in OUR_CONFIGS.glob("*.json")}
     return frozenset(found | {f"{name}-quickgelu" for name in found})
+
+
+def image_side(model: str) -> int | None:
+    """The side of the square an OpenCLIP model's image tower sees, read from its config file (no torch import,
+    no weights); None when the config cannot be found."""
+    package = _package()
+    name = model.removesuffix("-quickgelu")
+    for folder in (OUR_CONFIGS, package / "model_configs" if package else None):
+        if folder is not None and (folder / f"{name}.json").is_file():
+            try:
+                size = json.loads((folder / f"{name}.json").read_text())["vision_cfg"]["image_size"]
+                return int(max(size) if isinstance(size, list) else size)
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+    return None
 
 
 def _kwargs(call: ast.expr) -> dict[str, Any]:

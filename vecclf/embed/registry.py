@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ModelLoadError
 from .base import Embedder
-from .catalog import preflight
+from .catalog import image_side, preflight
 from .faces import FaceEmbedder
 from .offline import OfflineEmbedder
 from .openclip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, TINY_CLIP, OpenCLIPEmbedder
@@ -101,6 +101,16 @@ LOADERS: dict[str, Callable[[Mapping[str, Any], dict[str, Any]], Embedder]] = {
     "faces": _faces,
     "open_clip": _open_clip,
 }
+
+
+def input_side(spec: Mapping[str, Any]) -> int | None:
+    """The image side a stored ``spec``'s embedder sees (what JPEG draft decoding may shrink to), known without
+    building it; None when only the model itself knows (then images are decoded at full size)."""
+    if spec.get("kind") == "offline":
+        return int(spec.get("image_size", 224))
+    if spec.get("kind") == "open_clip":
+        return image_side(str(spec.get("model", DEFAULT_CLIP_MODEL)))
+    return None
 
 
 def load_embedder(spec: str | Mapping[str, Any] = "offline", **overrides: Any) -> Embedder:

@@ -428,7 +428,7 @@ class Store:
         vec = np.asarray(it.vector)
         if vec.shape != (dim,):
             raise ModelMismatchError(f"vector of shape {vec.shape} does not fit space {it.space!r} of dim {dim}")
-        if not np.all(np.isfinite(vec)):
+        if not np.isfinite(vec).all():
             raise InvalidInputError("vector contains NaN or Inf")
         if it.parent is not None and not (0 <= it.parent < n_items):
             raise InvalidInputError("frame parent index out of range")
