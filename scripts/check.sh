@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
   ../.venv/bin/python bench_scale.py --smoke > /dev/null
   ../.venv/bin/python bench_embed.py --smoke > /dev/null
   ../.venv/bin/python bench_predict.py --smoke > /dev/null
+  ../.venv/bin/python bench_import.py --smoke > /dev/null
   ../.venv/bin/python bench_openset.py --smoke > /dev/null
 )
 echo "benchmarks: smoke runs ok"
