@@ -24,7 +24,6 @@ CHILD = textwrap.dedent(
     path, seed = sys.argv[1], int(sys.argv[2])
     store = Store.open(path)
     rng = np.random.default_rng(seed)
-    print("ready", flush=True)
     i = 0
     while True:
         batch = []
@@ -33,6 +32,8 @@ CHILD = textwrap.dedent(
             batch.append(NewInput("text", "joint", f"{seed}-{i}-{j}", v / np.linalg.norm(v), text=f"t{i}",
                                   concepts=(f"c{i % 4}",)))
         ids = store.add(batch)
+        if i == 0:  # the first write pays the imports (pyarrow may pull in pandas: 0.5 s); kills land after it
+            print("ready", flush=True)
         print(" ".join(f"{k}:c{i % 4}" for k in ids), flush=True)  # acknowledged only once add() returned
         if i % 4 == 3:
             store.flush()  # FAISS saves: kills land during them too
