@@ -225,7 +225,7 @@ def _vector_rows(column: pa.Array, dim: int) -> list[Any]:
     if not np.all(lengths[valid] == dim):
         return column.to_pylist()  # rare: let each row be checked (and refused) on its own
     flat = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
-    finite = np.isfinite(flat).all(axis=1)
+    finite = np.asarray(np.isfinite(flat).all(axis=1), dtype=bool)
     out: list[Any] = [None] * n
     for i, row, ok in zip(np.flatnonzero(valid), flat, finite, strict=True):
         out[i] = row if ok else row.tolist()
