@@ -140,8 +140,14 @@ def run_block(section: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("VECCLF_STORE", None)
     env.pop("VECCLF_TOKEN", None)
+    cleanup = "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"  # a server the block started dies with it
     run = subprocess.run(
-        ["bash", "-e", "-o", "pipefail", "-c", code], cwd=cwd, capture_output=True, text=True, timeout=900, env=env
+        ["bash", "-e", "-o", "pipefail", "-c", cleanup + code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert run.returncode == 0, f"{section}: exit {run.returncode}\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
     return run
