@@ -56,6 +56,10 @@ def average_precision(y: np.ndarray, score: np.ndarray) -> float | None:
     if not np.any(y):
         return None
     precision, recall, _ = pr_curve(y, score)
+    return _area(precision, recall)
+
+
+def _area(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
@@ -294,7 +298,7 @@ def _pr_figure(plt: Any, report: dict[str, Any], classes: list[str], path: Path)
         truth = report["_truth"] == c
         if truth.any():
             p, r, _ = pr_curve(truth, report["_scores"][:, c])
-            curves.append((average_precision(truth, report["_scores"][:, c]) or 0.0, name, r, p))
+            curves.append((_area(p, r), name, r, p))  # the curve is at hand: not computed again for its AP
     title = f"precision-recall per concept ({report['method']}, {report['protocol']})"
     if len(curves) <= PR_ONE_PANEL:
         fig, ax = plt.subplots(figsize=(7, 6))
