@@ -12,6 +12,7 @@ others as median and min-max.
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import statistics
 import tempfile
@@ -28,10 +29,57 @@ from _data import emit, load_average
 from bench_knn import build_store, clustered
 
 from vecclf.classifier import ConceptClassifier
+from vecclf.classify.predictor import Predictor
+from vecclf.classify.thresholds import StoreThresholds
 from vecclf.store import NewInput, Store
+from vecclf.store.catalogue import Catalogue
 from vecclf.store.index import recall_at
+from vecclf.store.vectors import SpaceIndex
 
 ROUNDS = 11
+# The steps of an add and of the prediction after it, timed by wrapping the methods that do them (what is not
+# in a step — the transaction's BEGIN and COMMIT, the checks and the in-memory bookkeeping — is "rest").
+STEPS = {
+    "add": {
+        "duplicate check (hash filter, 2 IVF cells)": (Store, "_duplicates"),
+        "concept row": (Catalogue, "concept_ids"),
+        "input and label rows": (Catalogue, "insert"),
+        "vector rows": (Catalogue, "insert_vectors"),
+        "generation": (Catalogue, "bump"),
+        "FAISS add": (SpaceIndex, "add"),
+    },
+    "predict": {
+        "thresholds (new concept's evidence)": (StoreThresholds, "get"),
+        "search and vote": (Predictor, "_vote"),
+    },
+}
+
+
+class StepTimer:
+    """Milliseconds spent in each of :data:`STEPS` since the last :meth:`take` (nested calls counted once)."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+        for steps in STEPS.values():
+            for name, (cls, method) in steps.items():
+                setattr(cls, method, self._timed(name, getattr(cls, method)))
+
+    def _timed(self, name: str, fn: Any) -> Any:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.spent[name] = self.spent.get(name, 0.0) + (time.perf_counter() - start) * 1e3
+
+        return timed
+
+    def take(self) -> dict[str, float]:
+        spent, self.spent = self.spent, {}
+        if "input and label rows" in spent:  # the concept row is made inside that step: counted once
+            spent["input and label rows"] -= spent.get("concept row", 0.0)
+        return spent
 
 
 def main() -> None:
@@ -63,6 +111,7 @@ def main() -> None:
         flat = faiss.IndexIDMap2(faiss.IndexFlatIP(d))
         flat.add_with_ids(X, np.arange(1, n + 1, dtype=np.int64))
         add_ms, predict_ms, floor_ms, right, unknown, recall = [], [], [], 0, 0, []
+        timer, steps = StepTimer(), []
         result["load_average_at_start"] = load_average()
         for round_ in range(ROUNDS):  # ours, then the raw floor, in turn: a change in load falls on both
             centre = rng.normal(size=d).astype(np.float32)
@@ -76,6 +125,7 @@ def main() -> None:
             t2 = time.perf_counter()
             add_ms.append((t1 - t0) * 1e3)
             predict_ms.append((t2 - t1) * 1e3)
+            steps.append(timer.take())
             right += pred.nearest == name
             unknown += pred.concept == "unknown"
             t0 = time.perf_counter()
@@ -93,6 +143,14 @@ def main() -> None:
                 "max": round(max(values), 2),
             }
 
+        def breakdown(rounds: list[dict[str, float]], part: str, totals: list[float]) -> dict[str, float]:
+            names = list(STEPS[part])
+            out = {n: round(statistics.median(r.get(n, 0.0) for r in rounds), 2) for n in names}
+            out["rest"] = round(
+                statistics.median(t - sum(r.get(n, 0.0) for n in names) for r, t in zip(rounds, totals)), 2
+            )
+            return out
+
         result["new_concept"] = {
             "rounds": ROUNDS,
             "first_round_after_open_ms": {
@@ -105,6 +163,14 @@ def main() -> None:
                 "predict": ms(predict_ms[later]),
                 "total": ms(total[later]),
                 "raw_faiss_flat_add_and_search": ms(floor_ms[later]),
+            },
+            "steps_ms (first round)": {
+                "add": breakdown(steps[:1], "add", add_ms[:1]),
+                "predict": breakdown(steps[:1], "predict", predict_ms[:1]),
+            },
+            "steps_ms (later rounds, medians)": {
+                "add": breakdown(steps[later], "add", add_ms[later]),
+                "predict": breakdown(steps[later], "predict", predict_ms[later]),
             },
             "total_ms_each_round": [round(x, 1) for x in total],
             "best_concept_is_the_new_one": f"{right}/{ROUNDS}",

@@ -144,3 +144,31 @@ def test_merge_top_k_counts_shared_ids_once() -> None:
     assert ids.tolist() == [[1, 3, 2]] and sims[0].tolist() == pytest.approx([0.9, 0.7, 0.5])
     sims, ids = _index.merge_top_k(first, (second[0][:, :1], second[1][:, :1]), 3)
     assert ids.tolist() == [[1, 2, -1]] and sims[0, 2] == -np.inf  # padding stays padding
+
+
+@pytest.mark.parametrize("n", [10_240, 20_000 + 77])
+def test_exact_top_k_by_block_bounds_equals_a_full_sort(n) -> None:
+    rng = np.random.default_rng(n)
+    X = _clustered(n, 16, seed=3)
+    X[n // 2 : n // 2 + 40] = X[5]  # many equal scores, some in the tail past the last whole block
+    X[-3:] = X[7]
+    ids = np.arange(n, dtype=np.int64) * 3 + 1
+    for nq in (1, 2, 8):
+        Q = np.vstack([X[[5, 7]], rng.normal(size=(nq, 16)).astype(np.float32)])[:nq]
+        for k in (1, 10):
+            sims, found = _index.exact_top_k(Q, X, ids, k)
+            scores = Q @ X.T
+            want = -np.sort(-scores, axis=1)[:, :k]
+            np.testing.assert_array_equal(sims, want)  # the same k best scores, best first
+            for row in range(nq):
+                assert len(set(found[row].tolist())) == k
+                np.testing.assert_array_equal(scores[row, (found[row] - 1) // 3], sims[row])
+
+
+def test_exact_top_k_survives_nan_and_all_equal_scores() -> None:
+    X = np.ones((12_000, 4), np.float32) / 2  # every score the same: no block bound narrows anything
+    ids = np.arange(12_000, dtype=np.int64)
+    sims, found = _index.exact_top_k(X[:1], X, ids, 10)
+    assert (sims == 1).all() and len(set(found[0].tolist())) == 10
+    sims, found = _index.exact_top_k(np.full((1, 4), np.nan, np.float32), X, ids, 10)
+    assert sims.shape == found.shape == (1, 10) and (found >= 0).all()

@@ -355,3 +355,48 @@ def test_vectors_read_from_memory_equal_the_database(clf) -> None:
     store.delete([ids[7]])
     got_ids, got = store.vectors("joint", asked)  # one is gone: answered from the database
     assert got_ids.tolist() == [ids[3], ids[20]] and np.array_equal(got, store.stored_vectors("joint", asked)[1])
+
+
+@pytest.mark.parametrize("index", ["flat", "ivf"])
+def test_a_warmed_store_finds_the_same_duplicates(tmp_path, index) -> None:
+    """Warming builds a content-hash filter for writes and IVF checks a write's vectors in two cells only:
+    duplicates by hash (stored before or after warming, deleted and added again) and near-identical vectors
+    are found as a store that was never warmed finds them."""
+    rng = np.random.default_rng(5)
+    d, n = 16, 10_500  # IVF trains from 10,000 vectors
+    X = rng.normal(size=(n + 3, d)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    stores = []
+    for name in ("cold", "warm"):
+        store = Store.create(
+            tmp_path / name, spec={"kind": "t"}, identity={"kind": "t"}, spaces={"joint": d}, index=index
+        )
+        store.add([NewInput("text", "joint", f"h{i}", X[i], concepts=(f"c{i % 3}",)) for i in range(n)])
+        store.close()
+        stores.append(Store.open(tmp_path / name))
+    cold, warm = stores
+    warm.warm()
+    assert warm.info()["spaces"]["joint"]["index"] == index
+
+    def both(items: list[NewInput]) -> list[int]:
+        a, b = cold.write(items), warm.write(items)
+        assert a == b
+        return a.ids
+
+    noise = rng.normal(size=d).astype(np.float32) * 1e-7  # similarity 1 - O(1e-7)
+    ids = both(
+        [
+            NewInput("text", "joint", "h17", X[n], concepts=("again",)),  # stored before warming: by hash
+            NewInput("text", "joint", "new-0", X[n + 1], concepts=("new",)),
+            NewInput("text", "joint", "near-40", X[40] + noise, concepts=("near",)),  # a near-identical vector
+        ]
+    )
+    assert ids[0] == 18 and ids[1] > n and ids[2] == 41  # ids count from 1
+    assert both([NewInput("text", "joint", "new-0", X[n + 2])]) == [ids[1]]  # added after warming: by hash
+    for store in stores:
+        store.delete([ids[1]])
+    again = both([NewInput("text", "joint", "new-0", X[n + 1])])  # deleted: stored anew
+    assert again[0] not in (ids[1], -1)
+    for store in stores:
+        assert store.get([18])[0].concepts == ["again", "c2"]
+        store.close()

@@ -141,16 +141,16 @@ class StoreThresholds:
             other = positive[start:end].any(axis=2) & ~positive[start:end, :, j]
             impostor[view.classes[j]] = _Sample(vecs[pos], openset.nearest_impostors(sims[start:end], other))
             start = end
-        for c, sample in older.items():  # the new examples may now be an older concept's nearest impostors
-            others = [vecs[pos] for j, _, pos in rows_of if view.classes[j] != c and len(pos)]
-            if others and len(sample.vectors):
-                column = view.classes.index(c)
-                is_c = [
-                    view.matrix[locate(view.label_roots, m)[0], column] > 0
-                    for j, m, _ in rows_of
-                    if view.classes[j] != c and len(m)
-                ]
-                near = np.concatenate(others) @ sample.vectors.T
-                near[np.concatenate(is_c)] = -np.inf  # examples of c itself (labelled with both) are no impostors
+        # The new examples may now be an older concept's nearest impostors. Older concepts are not stale, so
+        # every new example is another concept's; those also labelled with the older one are no impostors.
+        if not older:
+            return
+        new_vectors = vecs[queries]
+        labelled = view.matrix[locate(view.label_roots, np.concatenate([m for _, m, _ in rows_of]))[0]] > 0
+        column_of = {c: j for j, c in enumerate(view.classes)}
+        for c, sample in older.items():
+            if len(sample.vectors):
+                near = new_vectors @ sample.vectors.T
+                near[labelled[:, column_of[c]]] = -np.inf
                 near[near >= openset.SAME_EXAMPLE] = -np.inf
                 np.maximum(sample.nearest, near.max(axis=0), out=sample.nearest)

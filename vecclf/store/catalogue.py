@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import InvalidInputError, StoreCorruptError, StoreError, StoreLockedError, UnknownConceptError
-from ..labels import LabelView
+from ..labels import UNKNOWN, LabelView
 from . import schema
 from .records import ConceptInfo, InputRecord, Marks, NewInput
 
@@ -49,6 +49,10 @@ def _vectors_of(res: pa.Table, dim: int) -> np.ndarray:
     return values.reshape(-1, dim)
 
 
+class _Rehearsed(Exception):
+    """Ends :meth:`Catalogue.rehearse_write`'s transaction (rolled back)."""
+
+
 class Catalogue:
     """SQL over one store's DuckDB file. Generations and concept ids are kept in memory (single writer)."""
 
@@ -60,6 +64,7 @@ class Catalogue:
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._gens: dict[str, int] = {}
         self._concept_map: dict[str, int] | None = None  # name -> id
+        self._head_gens: dict[str, int | None] = {}  # every prediction asks: a DuckDB round trip is ~1 ms
 
     # ------------------------------------------------------------- connection
     @staticmethod
@@ -160,6 +165,7 @@ class Catalogue:
         """Drop what is remembered of generations and concept ids; they are re-read on next use."""
         self._gens.clear()
         self._concept_map = None
+        self._head_gens.clear()
 
     def row(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """First row of a query or None (fetching everything: DuckDB 2 rejects half-read results)."""
@@ -179,6 +185,28 @@ class Catalogue:
         con.execute("SELECT count(*) FROM inputs WHERE content_hash = ''").fetchall()
         for space in spaces:
             con.execute(f"SELECT count(*) FROM {schema.space_table(space)} WHERE id = -1").fetchall()
+            self.generation(space)
+            self.head_generation(space)
+        self.concepts_by_name()
+
+    def rehearse_write(self, dims: dict[str, int]) -> None:
+        """Run one add of an input per space, with a label, and roll it back: the first real add after
+        opening a large store otherwise pays for what DuckDB loads on a table's first insert (index nodes,
+        the last row groups; 50-500 ms at 1M inputs). Nothing is written: an uncommitted transaction never
+        reaches the WAL, even if the process dies inside it."""
+        beyond = 1 << 62  # ids past any real one (where a real add's go) and no sequence value taken
+        items = [NewInput("text", space, "", np.zeros(dim, np.float32)) for space, dim in dims.items()]
+        ids = [beyond + i for i in range(len(items))]
+        try:
+            with self.transaction() as con:
+                con.execute("INSERT INTO concepts (id, name) VALUES (?, ?)", [beyond, UNKNOWN])  # no real name
+                self._insert_rows(ids, items, [{UNKNOWN: True}] * len(items), {UNKNOWN: beyond})
+                for item, input_id in zip(items, ids):
+                    self.insert_vectors(item.space, np.array([input_id], np.int64), np.asarray(item.vector)[None, :])
+                self.bump(dims)
+                raise _Rehearsed
+        except (_Rehearsed, duckdb.Error):  # rolled back; a failed rehearsal costs only the warm-up it was for
+            pass
 
     def meta_value(self, key: str) -> str | None:
         """One ``meta`` value, or None."""
@@ -337,6 +365,13 @@ class Catalogue:
         created: set[str] = set()
         concept_ids = self.concept_ids({n for marks in marks_of for n in marks}, create=True, created=created)
         ids = [int(r[0]) for r in con.execute("SELECT nextval('input_ids') FROM range(?)", [len(items)]).fetchall()]
+        self._insert_rows(ids, items, marks_of, concept_ids)
+        return ids, created
+
+    def _insert_rows(
+        self, ids: list[int], items: Sequence[NewInput], marks_of: Sequence[Marks], concept_ids: dict[str, int]
+    ) -> None:
+        con = self.db()
         now = datetime.now(UTC).replace(tzinfo=None)  # created_at, in UTC
         rows = pa.table(
             {
@@ -367,7 +402,6 @@ class Catalogue:
         thumbs = [(ids[i], it.thumbnail) for i, it in enumerate(items) if it.thumbnail]
         if thumbs:
             con.executemany("INSERT INTO thumbnails VALUES (?, ?)", thumbs)
-        return ids, created
 
     def export_rows(self, space: str, after: int, limit: int) -> pa.Table:
         """Up to ``limit`` inputs of ``space`` past id ``after``, in id order, each with its labels (concept
@@ -446,6 +480,13 @@ class Catalogue:
             .fetchall()
         )
         return {str(h): int(i) for h, i in rows}
+
+    def content_hashes(self, space: str) -> list[str]:
+        """The content hashes of every stored top-level input (not frames) of ``space``."""
+        rows = self.db().sql(
+            "SELECT content_hash FROM inputs WHERE space = $space AND parent_id IS NULL", params={"space": space}
+        )
+        return [str(h) for h in rows.to_arrow_table().column(0).to_pylist()]
 
     def top_level(self, ids: Sequence[int]) -> set[int]:
         """Those of ``ids`` that are stored top-level inputs (not video frames)."""
@@ -598,11 +639,14 @@ class Catalogue:
             "weights = excluded.weights, trained_at = now()",
             [space, generation, meta, buf.getvalue()],
         )
+        self._head_gens[space] = generation
 
     def head_generation(self, space: str) -> int | None:
         """The generation the stored head of ``space`` was trained at, or None (no weights read)."""
-        found = self.row("SELECT generation FROM heads WHERE space = ?", [space])
-        return None if found is None else int(found[0])
+        if space not in self._head_gens:
+            found = self.row("SELECT generation FROM heads WHERE space = ?", [space])
+            self._head_gens[space] = None if found is None else int(found[0])
+        return self._head_gens[space]
 
     def load_head(self, space: str) -> tuple[int, str, dict[str, np.ndarray], str] | None:
         """``(generation, meta JSON, arrays, trained_at)`` of the stored head, or None."""

@@ -104,12 +104,37 @@ def exact_top_k(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: in
     m = min(k, len(ids))
     if m:
         scores = queries @ vectors.T  # (queries, stored)
-        top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        sims[:, :m] = np.take_along_axis(scores, top, axis=1)
-        out[:, :m] = ids[top]
+        if len(queries) <= SMALL_BATCH and scores.shape[1] >= _BLOCK * m * 4:
+            for row in range(len(scores)):
+                top = _top_of_row(scores[row], m)
+                sims[row, :m], out[row, :m] = scores[row, top], ids[top]
+        else:
+            top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
+            order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+            top = np.take_along_axis(top, order, axis=1)
+            sims[:, :m] = np.take_along_axis(scores, top, axis=1)
+            out[:, :m] = ids[top]
     return sims, out
+
+
+_BLOCK = 256
+
+
+def _top_of_row(scores: np.ndarray, m: int) -> np.ndarray:
+    """Positions of the ``m`` best of one row of scores, best first (ties: the lower position first).
+
+    The ``m``-th best of the block maxima is a lower bound of the ``m``-th best score (``m`` blocks reach it),
+    so only scores at or above it can be in the top ``m``: one cheap pass over the block maxima and one
+    comparison leave a few candidates to sort, where a partition of the whole row moved every score.
+    """
+    whole = len(scores) // _BLOCK * _BLOCK
+    maxima = scores[:whole].reshape(-1, _BLOCK).max(axis=1)
+    bound = np.partition(maxima, len(maxima) - m)[len(maxima) - m]
+    candidates = np.flatnonzero(scores >= bound)  # the tail past the last whole block is compared too
+    if not m <= len(candidates) <= len(scores) // 8:  # NaN scores, or ties everywhere: partition the row
+        candidates = np.sort(np.argpartition(-scores, m - 1)[:m])
+    best = np.argsort(-scores[candidates], kind="stable")[:m]
+    return candidates[best]
 
 
 def merge_top_k(

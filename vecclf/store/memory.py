@@ -1,4 +1,5 @@
-"""What a store keeps in memory beside its indexes: each space's label view and recently used input records.
+"""What a store keeps in memory beside its indexes: each space's label view, recently used input records and,
+once warmed, a filter of its content hashes.
 
 Adding a concept to a large store stays cheap because an add extends the cached label view in place
 instead of re-reading every label, and evidence lookups for just-added or recently read inputs need no
@@ -24,6 +25,21 @@ class Memory:
     def __init__(self) -> None:
         self._views: dict[str, LabelView] = {}
         self._records: dict[int, InputRecord] = {}
+        self._hashes: dict[str, HashFilter] = {}
+
+    def hash_filter(self, space: str) -> HashFilter | None:
+        """The content-hash filter of ``space``, if one was built (see :meth:`keep_hashes`)."""
+        return self._hashes.get(space)
+
+    def keep_hashes(self, space: str, stored: Iterable[str]) -> None:
+        """Build the filter of ``space`` from every content hash stored in it."""
+        self._hashes[space] = HashFilter(stored)
+
+    def hashes_added(self, space: str, hashes: Iterable[str]) -> None:
+        """After a committed add to ``space``: its content hashes join the filter (if there is one)."""
+        kept = self._hashes.get(space)
+        if kept is not None:
+            kept.add(hashes)
 
     def classes(self, spaces: Iterable[str]) -> set[str]:
         """Concepts that are classes in the remembered views of these spaces."""
@@ -91,3 +107,37 @@ class Memory:
         """After labels or concept names changed: every view and record is stale."""
         self._views.clear()
         self._records = {}
+
+    def forget(self) -> None:
+        """Drop everything kept."""
+        self.relabelled()
+        self._hashes.clear()
+
+
+class HashFilter:
+    """A superset of the content hashes stored in one space, as 64-bit hashes (8 bytes per input).
+
+    A write first asks it which of its hashes may be stored: most new inputs are new, and this answers
+    them without the catalogue query that scans every stored hash (~2.5 ms at 1M inputs). A deleted
+    input's hash stays (it only makes the catalogue be asked), so nothing is removed.
+    """
+
+    MERGE_AT = 1 << 16  # recent hashes kept in a set until merged into the sorted array
+
+    def __init__(self, stored: Iterable[str]) -> None:
+        self._sorted = np.unique(np.fromiter((hash(h) for h in stored), np.int64))
+        self._recent: set[int] = set()
+
+    def may_hold(self, hashes: Sequence[str]) -> list[str]:
+        """Those of ``hashes`` that may be stored (every stored one among them is)."""
+        keys = np.fromiter((hash(h) for h in hashes), np.int64, len(hashes))
+        at = np.minimum(np.searchsorted(self._sorted, keys), max(len(self._sorted) - 1, 0))
+        held = self._sorted[at] == keys if len(self._sorted) else np.zeros(len(keys), bool)
+        return [h for h, k, found in zip(hashes, keys.tolist(), held.tolist()) if found or k in self._recent]
+
+    def add(self, hashes: Iterable[str]) -> None:
+        """Count more stored hashes."""
+        self._recent.update(hash(h) for h in hashes)
+        if len(self._recent) >= self.MERGE_AT:
+            self._sorted = np.union1d(self._sorted, np.fromiter(self._recent, np.int64, len(self._recent)))
+            self._recent = set()

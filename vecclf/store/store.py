@@ -201,8 +201,9 @@ class Store:
     def forget(self) -> None:
         """Drop what is kept in memory (label views, input records, generations); the next reads go to disk."""
         with self._write():
-            self._memory.relabelled()
+            self._memory.forget()
             self._db.forget()
+            self._user_thresholds = None
 
     # ----------------------------------------------------------------- locking
     def reading(self) -> AbstractContextManager[None]:
@@ -222,8 +223,9 @@ class Store:
             yield
 
     @contextmanager
-    def _mutating(self) -> Iterator[None]:
-        """Exclusive access for a change, refused at once on a read-only store."""
+    def _mutating(self, *, keeps_thresholds: bool = False) -> Iterator[None]:
+        """Exclusive access for a change, refused at once on a read-only store (``keeps_thresholds``: the change
+        cannot set, rename or delete a user's threshold, so the ones read stay valid)."""
         with self._write():
             if self.read_only:
                 raise ReadOnlyError(f"store {self.path} is open read-only")
@@ -232,7 +234,8 @@ class Store:
             try:
                 yield
             finally:
-                self._user_thresholds = None  # a change may rename, delete or set one
+                if not keeps_thresholds:
+                    self._user_thresholds = None
 
     # ----------------------------------------------------------------- indexes
     def _index_path(self, space: str) -> Path:
@@ -291,7 +294,7 @@ class Store:
         """
         if not items:
             return Written([], {})
-        with self._mutating():
+        with self._mutating(keeps_thresholds=True):  # concepts it creates have none
             marks_of = [self._checked(it, len(items)) for it in items]
             for space in {it.space for it in items}:
                 self._index(space)  # load before writing so the in-memory index stays in step
@@ -324,6 +327,7 @@ class Store:
             for space, idx, space_ids, vecs in staged:
                 self._indexes[space].add(space_ids, vecs)
                 self._dirty.add(space)
+                self._memory.hashes_added(space, [new[i].content_hash for i in idx])
                 after = self._db.generation(space)
                 self._memory.added(space, before[space], after, new, idx, ids, new_marks, relabels_older=earlier)
             if merged:
@@ -390,13 +394,16 @@ class Store:
             if i not in out:
                 by_space.setdefault(items[i].space, []).append(i)
         for space, idx in by_space.items():
-            stored = self._db.top_level_by_hash(space, [items[i].content_hash for i in idx])
+            hashes = [items[i].content_hash for i in idx]
+            kept = self._memory.hash_filter(space)
+            asked = kept.may_hold(hashes) if kept is not None else hashes
+            stored = self._db.top_level_by_hash(space, asked) if asked else {}
             out.update({i: stored[items[i].content_hash] for i in idx if items[i].content_hash in stored})
             rest = [i for i in idx if i not in out]
             held = self._indexes[space]
             if not rest or held.ntotal == 0 or len(rest) > VECTOR_CHECK_ROWS:
                 continue
-            sims, found = held.search(np.stack([np.asarray(items[i].vector, np.float32) for i in rest]), 1)
+            sims, found = held.nearest_copies(np.stack([np.asarray(items[i].vector, np.float32) for i in rest]))
             hits = {int(f) for f, s in zip(found[:, 0], sims[:, 0]) if f >= 0 and s >= SAME_VECTOR}
             tops_found = self._db.top_level(sorted(hits)) if hits else set()
             for i, f, sim in zip(rest, found[:, 0], sims[:, 0]):
@@ -667,7 +674,11 @@ class Store:
 
     def warm(self) -> None:
         """Load now what the first read or write would otherwise load on its path: every space's index and
-        label view, and DuckDB's id indexes (``vecclf serve`` calls this in the background as it starts)."""
+        label view, DuckDB's id indexes and, for writes, each space's content-hash filter and a rolled-back
+        rehearsal of an add (``vecclf serve`` calls this in the background as it starts)."""
+        if not self.read_only:
+            with self._write():
+                self._db.rehearse_write(self.spaces)  # first: its rollback drops what the catalogue remembers
         with self._read():
             self._db.warm(self.spaces)
         for space in self.spaces:
@@ -676,6 +687,7 @@ class Store:
                 self.label_view(space)
                 if not self.read_only:
                     self._memory.make_room(space)
+                    self._memory.keep_hashes(space, self._db.content_hashes(space))
 
     def label_view(self, space: str) -> LabelView:
         """Current labels of ``space`` as arrays (kept until the next write)."""

@@ -108,6 +108,22 @@ class SpaceIndex:
             sims, ids = kinds.merge_top_k((sims, ids), found, k)
         return sims, ids
 
+    def nearest_copies(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's nearest held vector, looked for only where a (near-)identical copy can be: for IVF,
+        the two cells nearest the query (a copy's cell is its nearest, and a copy this close to the query is
+        nearest to the same cell or, on a boundary, to the next) and the fresh tier; other kinds search all.
+
+        Checking a write's vectors for duplicates this way reads 2 cells per vector instead of ``nprobe``.
+        """
+        if self.kind != "ivf":
+            return self.search(queries, 1)
+        inner = faiss.extract_index_ivf(self.index)
+        params = faiss.SearchParametersIVF(nprobe=min(2, inner.nlist))  # type: ignore[call-arg]
+        sims, ids = self.index.search(queries, 1, params=params)
+        if self.fresh is not None and self.fresh.ntotal:
+            sims, ids = kinds.merge_top_k((sims, ids), kinds.search(self.fresh, queries, 1), 1)
+        return sims, ids
+
     def search_among(
         self, queries: np.ndarray, k: int, subset: np.ndarray, exact: Callable[[], tuple[np.ndarray, np.ndarray]]
     ) -> tuple[np.ndarray, np.ndarray]:
