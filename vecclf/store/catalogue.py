@@ -178,11 +178,11 @@ class Catalogue:
         return dict(self.db().execute("SELECT key, value FROM meta").fetchall())
 
     def warm(self, spaces: Iterable[str]) -> None:
-        """Touch what a first write reads: the id indexes of the input and vector tables and the hash lookup
-        (DuckDB loads an index on first use, which made the first add after opening a store 10-100x slower)."""
+        """Touch what a first read or write reads: the id indexes of the input and vector tables (DuckDB loads
+        an index on first use, which made the first add after opening a store 10-100x slower), generations,
+        head generations and concept ids. (Content hashes are read for the store's hash filter.)"""
         con = self.db()
         con.execute("SELECT count(*) FROM inputs WHERE id = -1").fetchall()
-        con.execute("SELECT count(*) FROM inputs WHERE content_hash = ''").fetchall()
         for space in spaces:
             con.execute(f"SELECT count(*) FROM {schema.space_table(space)} WHERE id = -1").fetchall()
             self.generation(space)
@@ -202,7 +202,7 @@ class Catalogue:
                 con.execute("INSERT INTO concepts (id, name) VALUES (?, ?)", [beyond, UNKNOWN])  # no real name
                 self._insert_rows(ids, items, [{UNKNOWN: True}] * len(items), {UNKNOWN: beyond})
                 for item, input_id in zip(items, ids):
-                    self.insert_vectors(item.space, np.array([input_id], np.int64), np.asarray(item.vector)[None, :])
+                    self.insert_vectors(item.space, np.array([input_id], np.int64), item.vector[None, :])
                 self.bump(dims)
                 raise _Rehearsed
         except (_Rehearsed, duckdb.Error):  # rolled back; a failed rehearsal costs only the warm-up it was for

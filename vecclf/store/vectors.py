@@ -102,11 +102,7 @@ class SpaceIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` over everything held (cells and fresh tier merged); FAISS's ``-1`` padding kept."""
-        sims, ids = kinds.search(self.index, queries, k)
-        if self.fresh is not None and self.fresh.ntotal:
-            found = kinds.search(self.fresh, queries, min(k, self.fresh.ntotal))
-            sims, ids = kinds.merge_top_k((sims, ids), found, k)
-        return sims, ids
+        return self._with_fresh(kinds.search(self.index, queries, k), queries, k)
 
     def nearest_copies(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each query's nearest held vector, looked for only where a (near-)identical copy can be: for IVF,
@@ -117,12 +113,16 @@ class SpaceIndex:
         """
         if self.kind != "ivf":
             return self.search(queries, 1)
-        inner = faiss.extract_index_ivf(self.index)
-        params = faiss.SearchParametersIVF(nprobe=min(2, inner.nlist))  # type: ignore[call-arg]
-        sims, ids = self.index.search(queries, 1, params=params)
-        if self.fresh is not None and self.fresh.ntotal:
-            sims, ids = kinds.merge_top_k((sims, ids), kinds.search(self.fresh, queries, 1), 1)
-        return sims, ids
+        params = faiss.SearchParametersIVF(nprobe=min(2, faiss.extract_index_ivf(self.index).nlist))  # type: ignore[call-arg]
+        return self._with_fresh(self.index.search(queries, 1, params=params), queries, 1)
+
+    def _with_fresh(
+        self, cells: tuple[np.ndarray, np.ndarray], queries: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A search's top-``k`` merged with the fresh tier's (IVF), or as it is."""
+        if self.fresh is None or not self.fresh.ntotal:
+            return cells
+        return kinds.merge_top_k(cells, kinds.search(self.fresh, queries, min(k, self.fresh.ntotal)), k)
 
     def search_among(
         self, queries: np.ndarray, k: int, subset: np.ndarray, exact: Callable[[], tuple[np.ndarray, np.ndarray]]
