@@ -56,6 +56,7 @@ def test_embed_to_parquet_then_import_matches_add(runtime, data, tmp_path, capsy
         and summary["rows"] == 15
         and [f["source"] for f in summary["failures"]] == [str(images / "red" / "broken.jpg")]
     )
+    assert summary["actors"] == 1 and summary["threads"] == 2  # 2 CPUs: one actor, both threads
     schema = pq.read_schema(sorted((tmp_path / "shards").glob("*.parquet"))[0])
     assert schema.field("vector_joint").type.list_size == 64 and b"vecclf" in schema.metadata  # tiny-clip: 64-d
     imported = ["--store", str(tmp_path / "imported")]
@@ -115,3 +116,27 @@ def test_ray_refusals_are_one_line(runtime, data, tmp_path, capsys) -> None:
     assert code == 2 and "--out" in err
     code, _, err = run(capsys, "embed", str(images), "--model", "tiny-clip", "--out", str(tmp_path / "v"))
     assert code == 2 and "not an empty folder" in err
+
+
+def test_actors_use_their_share_of_the_cpus(runtime) -> None:
+    """Ray starts workers with OMP_NUM_THREADS=1 and calls an actor from another thread than the one that built
+    it; each batch still runs with the threads the actor was given (FAISS's setting is per thread)."""
+    from vecclf.distributed import _Actor
+
+    class Threads(_Actor):
+        def __init__(self, threads: int) -> None:
+            self.threads = threads
+
+        def answer(self, batch):
+            import faiss
+            import torch
+
+            n = len(batch["id"])
+            return {"faiss": np.full(n, faiss.omp_get_max_threads()), "torch": np.full(n, torch.get_num_threads())}
+
+    rows = (
+        ray.data.range(4)
+        .map_batches(Threads, fn_constructor_kwargs={"threads": 2}, batch_size=2, concurrency=1)
+        .take_all()
+    )
+    assert [(r["faiss"], r["torch"]) for r in rows] == [(2, 2)] * 4

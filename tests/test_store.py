@@ -89,6 +89,9 @@ def test_new_concept_works_immediately(clf, image_files) -> None:
     after = clf.predict([image_files["green"][3]])[0]
     assert after.concept == "green"
     assert after.neighbours[0]["concepts"] == ["green"]
+    after.neighbours[0]["concepts"].append("changed by a caller")  # evidence is a copy, not the store's record
+    assert clf.predict([image_files["green"][3]])[0].neighbours[0]["concepts"] == ["green"]
+    assert clf.store.get([after.neighbours[0]["id"]])[0].concepts == ["green"]
 
 
 def test_faiss_index_rebuilt_when_missing_or_stale(clf, image_files) -> None:

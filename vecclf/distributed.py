@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import pickle
 import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -158,17 +160,47 @@ def _device_for(gpus: float) -> str | None:
     return "cuda" if gpus else None
 
 
-class _Embed:
+def _use_threads(threads: int) -> None:
+    """Give torch and FAISS ``threads`` threads in the calling thread (FAISS's OpenMP setting is per thread)."""
+    import faiss
+    import torch
+
+    threads = max(1, min(threads, os.cpu_count() or 1))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
+
+
+class _Actor:
+    """A Ray actor that answers batches with its share of the CPUs. Ray starts workers with
+    ``OMP_NUM_THREADS=1`` (an actor reserves one CPU) and calls an actor from a thread other than the one that
+    built it, which had embedding and search on one thread, about half the single-machine commands' speed. The
+    pool sizes one actor per ``threads`` CPUs, so the reservation stays small and decode tasks fit beside it."""
+
+    threads = 1
+
+    def __call__(self, batch: Any) -> Any:
+        _use_threads(self.threads)
+        return self.answer(batch)
+
+    def answer(self, batch: Any) -> Any:
+        """One batch's output table."""
+        raise NotImplementedError
+
+
+class _Embed(_Actor):
     """Ray actor: the embedder, loaded once; batches of decoded items to rows of the exchange layout."""
 
-    def __init__(self, spec: dict[str, Any], head: dict[str, Any], device: str | None) -> None:
+    def __init__(self, spec: dict[str, Any], head: dict[str, Any], device: str | None, threads: int) -> None:
         from .embed import load_embedder
 
+        self.threads = threads
+        _use_threads(threads)
         self.embedder = load_embedder(spec, **({"device": device} if device else {}))
         self.head = head
         self.rng = np.random.default_rng()
 
-    def __call__(self, batch: dict[str, Any]) -> Any:
+    def answer(self, batch: Any) -> Any:
         import pyarrow as pa
 
         from .embed import embed_items
@@ -198,13 +230,38 @@ class _Embed:
         return table
 
 
-def _pool(ray: Any, actors: int | None) -> tuple[int, float]:
-    """``(actors, GPUs per actor)``: one actor per GPU when the cluster has GPUs, else about one per two CPUs."""
+def _pool(ray: Any, actors: int | None) -> tuple[int, float, int]:
+    """``(actors, GPUs per actor, threads per actor)``: one actor per GPU when the cluster has GPUs, else about
+    one per two CPUs; each actor's threads are its share of the cluster's CPUs."""
     resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
-    if gpus:
-        return actors or gpus, 1.0
-    return actors or max(1, int(resources.get("CPU", 1)) // 2), 0.0
+    gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
+    n = actors or (gpus if gpus else max(1, cpus // 2))
+    return n, 1.0 if gpus else 0.0, max(1, cpus // n)
+
+
+def _embed_on(
+    ray: Any,
+    work: list[dict[str, Any]],
+    target: Path,
+    embedder: Any,
+    head: dict[str, Any],
+    actors: int | None,
+    limits: Limits,
+) -> tuple[int, float, int]:
+    """The embedding pipeline, run to its Parquet shards; returns ``(actors, GPUs per actor, threads)``."""
+    n_actors, gpus, threads = _pool(ray, actors)
+    draft = getattr(embedder, "input_size", None)
+    ds = ray.data.from_items(work, override_num_blocks=max(1, min(len(work) // DECODE_BATCH, 64)))
+    ds = ds.map_batches(_decode, batch_size=DECODE_BATCH, fn_kwargs={"limits": limits, "draft": draft})
+    ds = ds.map_batches(
+        _Embed,
+        fn_constructor_kwargs={"spec": embedder.spec, "head": head, "device": _device_for(gpus), "threads": threads},
+        batch_size=EMBED_BATCH,
+        concurrency=n_actors,
+        num_gpus=gpus,
+    )
+    ds.write_parquet(str(target))
+    return n_actors, gpus, threads
 
 
 def embed_to_parquet(
@@ -225,38 +282,30 @@ def embed_to_parquet(
     returns a summary (rows written, failures)."""
     import pyarrow.parquet as pq
 
-    from .embed import load_embedder
+    from .embed import load_embedder, parse_model
 
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InvalidInputError(f"{target} is not an empty folder: write the shards into a new one")
     limits = limits or Limits()
-    embedder = load_embedder(model) if isinstance(model, str) else load_embedder(dict(model))
-    head = header(embedder.spec, embedder.identity, embedder.spaces())
-    work, failures = plan(
-        paths,
-        texts=texts,
-        concepts=concepts,
-        text_column=text_column,
-        label_column=label_column,
-        folders=folders,
-        limits=limits,
-    )
-    if not work:
-        raise InvalidInputError("nothing to embed: " + (failures[0].reason if failures else "no inputs given"))
-    draft = getattr(embedder, "input_size", None)
-    with runtime(address) as ray:
-        n_actors, gpus = _pool(ray, actors)
-        ds = ray.data.from_items(work, override_num_blocks=max(1, min(len(work) // DECODE_BATCH, 64)))
-        ds = ds.map_batches(_decode, batch_size=DECODE_BATCH, fn_kwargs={"limits": limits, "draft": draft})
-        ds = ds.map_batches(
-            _Embed,
-            fn_constructor_kwargs={"spec": embedder.spec, "head": head, "device": _device_for(gpus)},
-            batch_size=EMBED_BATCH,
-            concurrency=n_actors,
-            num_gpus=gpus,
+    spec = parse_model(model) if isinstance(model, str) else dict(model)  # a bad name fails here, before Ray
+    with ThreadPoolExecutor(1) as pool:
+        loading = pool.submit(load_embedder, spec, device="cpu")  # for its identity, as Ray starts beside it
+        work, failures = plan(
+            paths,
+            texts=texts,
+            concepts=concepts,
+            text_column=text_column,
+            label_column=label_column,
+            folders=folders,
+            limits=limits,
         )
-        ds.write_parquet(str(target))
+        if not work:
+            raise InvalidInputError("nothing to embed: " + (failures[0].reason if failures else "no inputs given"))
+        with runtime(address) as ray:
+            embedder = loading.result()
+            head = header(embedder.spec, embedder.identity, embedder.spaces())
+            n_actors, gpus, threads = _embed_on(ray, work, target, embedder, head, actors, limits)
     written, errors = 0, []
     for f in parquet_files(target):
         table = pq.read_table(f, columns=["source", "error"])
@@ -266,7 +315,14 @@ def embed_to_parquet(
             else:
                 errors.append({"source": source, "reason": error})
     errors += [{"source": f.source, "reason": f.reason} for f in failures]
-    return {"out": str(target.absolute()), "rows": written, "failures": errors, "actors": n_actors, "gpus": gpus}
+    return {
+        "out": str(target.absolute()),
+        "rows": written,
+        "failures": errors,
+        "actors": n_actors,
+        "gpus": gpus,
+        "threads": threads,
+    }
 
 
 def _snapshot(store_path: Path) -> bytes:
@@ -280,45 +336,31 @@ def _snapshot(store_path: Path) -> bytes:
     return buf.getvalue()
 
 
-class _Predict:
+class _Predict(_Actor):
     """Ray actor: a read-only copy of the store, unpacked once; batches of vectors or decoded items answered."""
 
-    def __init__(self, snapshot: list[Any], options: dict[str, Any]) -> None:
+    def __init__(self, snapshot: list[Any], options: dict[str, Any], threads: int) -> None:
         import ray
 
         from .classifier import ConceptClassifier
 
+        self.threads = threads
+        _use_threads(threads)
         self.dir = tempfile.mkdtemp(prefix="vecclf-snapshot-")
         with tarfile.open(fileobj=io.BytesIO(ray.get(snapshot[0]))) as tar:
             tar.extractall(self.dir, filter="data")
         self.clf = ConceptClassifier.open(self.dir, read_only=True)  # the embedder picks the GPU itself
         self.options = options
 
-    def __call__(self, batch: dict[str, Any]) -> Any:
+    def answer(self, batch: Any) -> Any:
         import pyarrow as pa
 
         from .results import failure_row, prediction_row, results_schema
 
         out: list[dict[str, Any]] = []
         o = self.options
-        if "space" in batch:  # precomputed vectors, from Parquet (a row that was not embedded: its failure)
-            spaces = [str(s) for s in batch["space"]]
-            order: dict[int, dict[str, Any]] = {
-                i: failure_row(Failure(str(batch["source"][i]), str(e)))
-                for i, e in enumerate(batch["error"])
-                if e is not None
-            }
-            for space in sorted({s for i, s in enumerate(spaces) if i not in order}):
-                at = [i for i, s in enumerate(spaces) if s == space and i not in order]
-                X = np.stack([np.asarray(batch[f"vector_{space}"][i], dtype=np.float32) for i in at])
-                sources = [str(batch["source"][i]) for i in at]
-                preds = self.clf.predict_vectors(
-                    space, X, method=o["method"], k=o["k"], top=o["top"], sources=sources,
-                    unknown_quantile=o["unknown_quantile"],
-                )  # fmt: skip
-                for i, p in zip(at, preds):
-                    order[i] = prediction_row(p)
-            out = [order[i] for i in sorted(order)]
+        if isinstance(batch, pa.Table):  # precomputed vectors, from Parquet (a row not embedded: its failure)
+            out = self._answer_vectors(batch)
         else:
             items = [pickle.loads(b) if b is not None else Failure(str(s), str(e)) for s, e, b in
                      zip(batch["source"], batch["error"], batch["item"])]  # fmt: skip
@@ -327,6 +369,41 @@ class _Predict:
             )
             out = [failure_row(r) if isinstance(r, Failure) else prediction_row(r) for r in stream]
         return pa.Table.from_pylist(out, schema=results_schema())
+
+    def _answer_vectors(self, batch: Any) -> list[dict[str, Any]]:
+        """Rows of precomputed vectors (an Arrow batch: the vectors read as one array per space, not per row)."""
+        from .exchange import vector_rows
+        from .results import failure_row, prediction_row
+
+        o, spaces = self.options, self.clf.store.spaces
+        sources = [str(s) for s in batch.column("source").to_pylist()]
+        space_of, errors = batch.column("space").to_pylist(), batch.column("error").to_pylist()
+        order: dict[int, dict[str, Any]] = {
+            i: failure_row(Failure(sources[i], str(e))) for i, e in enumerate(errors) if e is not None
+        }
+        for space in sorted({str(s) for i, s in enumerate(space_of) if i not in order}):
+            at = [i for i, s in enumerate(space_of) if str(s) == space and i not in order]
+            name = f"vector_{space}"
+            found = (
+                vector_rows(batch.column(name).combine_chunks(), spaces[space])
+                if space in spaces and name in batch.schema.names
+                else []
+            )
+            good = [i for i in at if found and isinstance(found[i], np.ndarray)]
+            for i in sorted(set(at) - set(good)):
+                reason = (
+                    f"no {spaces[space]}-d finite vector in {name}"
+                    if space in spaces
+                    else f"space {space!r} not in the store"
+                )
+                order[i] = failure_row(Failure(sources[i], reason))
+            if good:
+                preds = self.clf.predict_vectors(
+                    space, np.stack([found[i] for i in good]), method=o["method"], k=o["k"], top=o["top"],
+                    sources=[sources[i] for i in good], unknown_quantile=o["unknown_quantile"],
+                )  # fmt: skip
+                order.update((i, prediction_row(p)) for i, p in zip(good, preds))
+        return [order[i] for i in sorted(order)]
 
 
 def predict_to_parquet(
@@ -365,7 +442,7 @@ def predict_to_parquet(
         snapshot = _snapshot(Path(store.path))
         draft = input_side(store.spec) if not vectors else None  # not clf.embedder: no model in the driver
     with runtime(address) as ray:
-        n_actors, gpus = _pool(ray, actors)
+        n_actors, gpus, threads = _pool(ray, actors)
         if vectors:
             files = [str(f) for p in vectors for f in parquet_files(p)]
             ds = ray.data.read_parquet(files)
@@ -382,11 +459,12 @@ def predict_to_parquet(
         ref = ray.put(snapshot)  # broadcast once: every actor reads the same object
         ds = ds.map_batches(
             _Predict,
-            fn_constructor_kwargs={"snapshot": [ref], "options": options},
+            fn_constructor_kwargs={"snapshot": [ref], "options": options, "threads": threads},
             batch_size=1024 if vectors else EMBED_BATCH,
+            batch_format="pyarrow" if vectors else "numpy",
             concurrency=n_actors,
             num_gpus=gpus,
         )
         ds.write_parquet(str(target))
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(target))
-    return {"out": str(target.absolute()), "rows": rows, "actors": n_actors, "gpus": gpus}
+    return {"out": str(target.absolute()), "rows": rows, "actors": n_actors, "gpus": gpus, "threads": threads}

@@ -203,7 +203,7 @@ def _records(batch: pa.RecordBatch, spaces: dict[str, int]) -> list[dict[str, An
     for space, dim in spaces.items():
         name = f"vector_{space}"
         if name in batch.schema.names:
-            vectors[name] = _vector_rows(batch.column(name), dim)
+            vectors[name] = vector_rows(batch.column(name), dim)
     records = batch.drop_columns(list(vectors)).to_pylist() if vectors else batch.to_pylist()
     for name, rows in vectors.items():
         for record, row in zip(records, rows, strict=True):
@@ -211,7 +211,7 @@ def _records(batch: pa.RecordBatch, spaces: dict[str, int]) -> list[dict[str, An
     return records
 
 
-def _vector_rows(column: pa.Array, dim: int) -> list[Any]:
+def vector_rows(column: pa.Array, dim: int) -> list[Any]:
     """One entry per row: a float32 array of its vector when it has ``dim`` finite values (checked here, for the
     whole batch at once), else the row as it was written (None, a list), for :func:`_as_input` to refuse."""
     if not (pa.types.is_fixed_size_list(column.type) or pa.types.is_list(column.type)) or not pa.types.is_floating(
@@ -265,7 +265,7 @@ def _as_input(r: dict[str, Any], spaces: dict[str, int], at: dict[int, int]) -> 
     vector = r.get(f"vector_{space}")
     if vector is None:
         raise InvalidInputError(f"no vector in column vector_{space}")
-    if not isinstance(vector, np.ndarray):  # arrays come from _vector_rows, already checked
+    if not isinstance(vector, np.ndarray):  # arrays come from vector_rows, already checked
         v = np.asarray(vector, dtype=np.float32)
         if v.shape != (spaces[space],) or not np.isfinite(v).all():
             raise InvalidInputError(f"the vector must be {spaces[space]} finite floats")

@@ -231,8 +231,7 @@ class Predictor:
         best = order[:, 0]
         answered = [classes[b] for b in best]
         nearest = self._nearest_similarity(space, vectors, answered, view, votes)
-        neighbour_ids = sorted({nb[0] for row in votes.neighbours for nb in row}) if votes else []
-        records = {r.id: r for r in self.store.get(neighbour_ids)}
+        records = self.store.shared_records(nb[0] for row in votes.neighbours for nb in row) if votes else {}
         stale = used == "head" and found is not None and not found[1]
         out: list[Prediction] = []
         for i in range(len(vectors)):
@@ -262,12 +261,13 @@ class Predictor:
                         {
                             "id": nid,
                             "similarity": round(sim, 6),
-                            "concepts": records[nid].concepts,
-                            "negatives": records[nid].negatives,
-                            "source": records[nid].source,
-                            "text": records[nid].text,
+                            "concepts": list(rec.concepts),  # the records are the store's: hand out copies
+                            "negatives": list(rec.negatives),
+                            "source": rec.source,
+                            "text": rec.text,
                         }
                         for nid, _, sim, _ in (votes.neighbours[i] if votes else [])
+                        for rec in (records[nid],)
                     ],
                 )
             )

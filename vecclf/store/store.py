@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -585,19 +585,25 @@ class Store:
     def get(self, ids: Sequence[int]) -> list[InputRecord]:
         """Stored inputs by id, in the order asked; unknown ids raise :class:`NotFoundError`."""
         ids = check_ids(ids)
-        if not ids:
-            return []
+        found = self.shared_records(ids)
+        return [found[i].copy() for i in ids]  # callers may change the lists without changing what is remembered
+
+    def shared_records(self, ids: Iterable[int]) -> dict[int, InputRecord]:
+        """The records of ``ids`` (ints, as an index returns them) by id, *shared* with the store's memory: read
+        them, never change their label lists (:meth:`get` hands out copies). Unknown ids raise
+        :class:`NotFoundError`. The batch prediction path reads its neighbours' evidence here, without a copy."""
+        wanted = set(ids)
+        if not wanted:
+            return {}
         with self._read():
-            wanted = set(ids)
             found = self._memory.records(wanted)
             if len(found) < len(wanted):
                 fetched = self._db.records(sorted(wanted - found.keys()))
                 self._memory.remember(fetched.values())
                 found.update(fetched)
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise NotFoundError(f"no input with id {', '.join(map(str, missing))}")
-        return [found[i].copy() for i in ids]  # callers may change the lists without changing what is remembered
+        if len(found) < len(wanted):
+            raise NotFoundError(f"no input with id {', '.join(map(str, sorted(wanted - found.keys())))}")
+        return found
 
     def vector(self, input_id: int) -> tuple[str, np.ndarray]:
         """``(space, vector)`` of one stored input, read back from the FAISS index."""
