@@ -117,3 +117,24 @@ def test_bad_rows_fail_alone_and_foreign_files_are_refused(filled, tmp_path, cap
     assert code == 2 and "no vecclf header" in err
     code, _, err = run(capsys, "export", *fresh, "--out", str(tmp_path / "backup"))
     assert code == 2 and "not an empty folder" in err
+
+
+def test_a_file_missing_a_needed_column_is_refused_whole_and_optional_ones_may_go(filled, tmp_path, capsys) -> None:
+    assert run(capsys, "export", *filled, "--out", str(tmp_path / "backup"))[0] == 0
+    (shard,) = sorted((tmp_path / "backup" / "rows").glob("*.parquet"))
+    table = pq.read_table(shard)
+    fresh = ["--store", str(tmp_path / "fresh")]
+    for column in ("space", "content_hash", "vector_joint"):
+        pq.write_table(table.drop_columns([column]), tmp_path / f"no-{column}.parquet")
+        code, _, err = run(capsys, "import", *fresh, str(tmp_path / f"no-{column}.parquet"))
+        assert code == 2 and f"lacks the column(s) {column}" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "fresh").exists()  # refused before a store was made for them
+    assert run(capsys, "init", *fresh, "--model", "tiny-clip")[0] == 0
+    code, _, err = run(capsys, "import", *fresh, str(tmp_path / "no-space.parquet"))
+    assert code == 2 and "lacks the column(s) space" in err
+    with Store.open(tmp_path / "fresh", read_only=True) as st:
+        assert st.count() == 0  # and into a store, before a row was stored
+    # columns a writer other than vecclf may leave out (no video frames, nothing failed): every row stored
+    pq.write_table(table.drop_columns(["error", "parent_id", "frame_index"]), tmp_path / "lean.parquet")
+    code, out, err = run(capsys, "import", *fresh, str(tmp_path / "lean.parquet"), "--json")
+    assert code == 0 and len(json.loads(out)["added"]) == table.num_rows, err

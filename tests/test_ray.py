@@ -140,3 +140,45 @@ def test_actors_use_their_share_of_the_cpus(runtime) -> None:
         .take_all()
     )
     assert [(r["faiss"], r["torch"]) for r in rows] == [(2, 2)] * 4
+
+
+def test_predict_on_ray_answers_bad_vector_rows_as_failures(runtime, data, tmp_path, capsys) -> None:
+    """Files written by another tool: a row without a vector, with NaN, of an unknown space, or marked failed is
+    its own failure row; a file lacking a needed column is refused in one line before Ray runs anything."""
+    import pyarrow as pa
+
+    images, _ = data
+    store = ["--store", str(tmp_path / "st")]
+    assert run(capsys, "init", *store, "--model", "tiny-clip")[0] == 0
+    assert run(capsys, "import", *store, str(images))[0] == 0
+    assert run(capsys, "embed", str(images), "--model", "tiny-clip", "--out", str(tmp_path / "v"))[0] == 0
+    table = pq.read_table(tmp_path / "v")
+    table = table.filter(pa.compute.is_null(table.column("error")))
+    rows = table.to_pylist()
+    assert len(rows) >= 5
+    rows[0]["vector_joint"] = None
+    rows[1]["vector_joint"] = [float("nan")] * len(rows[1]["vector_joint"])
+    rows[2]["space"] = "nope"
+    rows[3]["error"] = "decoder gave up"
+    hostile = tmp_path / "hostile.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), hostile)
+    code, out, err = run(capsys, "predict", *store, str(hostile), "--ray", "--out", str(tmp_path / "o"), "--json")
+    assert code == 0 and json.loads(out)["rows"] == len(rows), err
+    got = {r["source"]: r for r in pq.read_table(tmp_path / "o").to_pylist()}
+    reasons = [got[rows[i]["source"]]["error"] for i in range(4)]
+    assert "no 64-d finite vector" in reasons[0] and "no 64-d finite vector" in reasons[1]
+    assert "'nope' not in the store" in reasons[2] and reasons[3] == "decoder gave up"
+    assert all(got[r["source"]]["error"] is None and got[r["source"]]["concept"] for r in rows[4:])
+    # no error column (nothing failed): every row answered
+    pq.write_table(table.drop_columns(["error"]), tmp_path / "lean.parquet")
+    code, out, err = run(
+        capsys, "predict", *store, str(tmp_path / "lean.parquet"), "--ray", "--out", str(tmp_path / "o2"), "--json"
+    )
+    assert code == 0 and json.loads(out)["rows"] == table.num_rows, err
+    for column in ("space", "vector_joint"):
+        pq.write_table(table.drop_columns([column]), tmp_path / f"no-{column}.parquet")
+        code, _, err = run(
+            capsys, "predict", *store, str(tmp_path / f"no-{column}.parquet"), "--ray", "--out", str(tmp_path / column)
+        )
+        assert code == 2 and f"lacks the column(s) {column}" in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / column).exists() or not any((tmp_path / column).iterdir())

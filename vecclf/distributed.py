@@ -377,7 +377,8 @@ class _Predict(_Actor):
 
         o, spaces = self.options, self.clf.store.spaces
         sources = [str(s) for s in batch.column("source").to_pylist()]
-        space_of, errors = batch.column("space").to_pylist(), batch.column("error").to_pylist()
+        space_of = batch.column("space").to_pylist()
+        errors = batch.column("error").to_pylist() if "error" in batch.schema.names else [None] * len(sources)
         order: dict[int, dict[str, Any]] = {
             i: failure_row(Failure(sources[i], str(e))) for i, e in enumerate(errors) if e is not None
         }
@@ -435,19 +436,27 @@ def predict_to_parquet(
         if vectors and len(vectors) != len(paths):
             raise InvalidInputError("give either Parquet files of vectors or files to embed, not both")
         if vectors:
-            from .exchange import check_compatible
+            from .exchange import check_columns, check_compatible
 
-            for p in vectors:
-                check_compatible(read_header(p), store)
+            heads = [read_header(p) for p in vectors]
+            for head in heads:
+                check_compatible(head, store)
+            # one column set for every file (Ray reads them as one dataset); a missing error column: all embedded
+            used = {"spaces": {s: d for head in heads for s, d in head["spaces"].items()}}
+            optional = set.intersection(*(set(check_columns(p, used, ("source", "space"))) for p in vectors))
+            columns = [
+                "source",
+                "space",
+                *sorted(optional & {"error"}),
+                *(f"vector_{s}" for s in sorted(used["spaces"])),
+            ]
         snapshot = _snapshot(Path(store.path))
         draft = input_side(store.spec) if not vectors else None  # not clf.embedder: no model in the driver
     with runtime(address) as ray:
         n_actors, gpus, threads = _pool(ray, actors)
         if vectors:
             files = [str(f) for p in vectors for f in parquet_files(p)]
-            ds = ray.data.read_parquet(files)
-            columns = ["source", "space", "error", *[c for c in ds.schema().names if c.startswith("vector_")]]
-            ds = ds.select_columns(columns)
+            ds = ray.data.read_parquet(files, columns=columns)
         else:
             work, failures = plan(paths, limits=limits)
             if not work:

@@ -39,6 +39,7 @@ SHARD_ROWS = 50_000
 READ_ROWS = 16384
 """Rows read, checked and stored together on import."""
 MANIFEST = "manifest.json"
+IMPORT_COLUMNS = ("source", "kind", "space", "content_hash")  # what a row needs to be stored; the rest may be absent
 
 
 def header(spec: dict[str, Any], identity: dict[str, Any], spaces: dict[str, int]) -> dict[str, Any]:
@@ -150,6 +151,22 @@ def read_header(path: str | Path) -> dict[str, Any]:
     return found
 
 
+def check_columns(path: str | Path, head: dict[str, Any], required: Sequence[str]) -> list[str]:
+    """Refuse files that lack one of ``required`` or a vector column of the header's spaces; returns the
+    optional columns (``error``, ``id``, ``parent_id``...) that every file has."""
+    vectors = [f"vector_{s}" for s in sorted(head["spaces"])]
+    common: set[str] | None = None
+    for f in parquet_files(path):
+        names = set(pq.read_schema(f).names)
+        missing = [c for c in (*required, *vectors) if c not in names]
+        if missing:
+            raise InvalidInputError(
+                f"{f.name} lacks the column(s) {', '.join(missing)}: write it with `vecclf embed` or `vecclf export`"
+            )
+        common = names if common is None else common & names
+    return sorted((common or set()) - {*required, *vectors})
+
+
 def check_compatible(head: dict[str, Any], store: Store) -> None:
     """Refuse vectors of another embedder, or of other dimensions, than the store's."""
     if head["identity"] != store.identity:
@@ -235,7 +252,7 @@ def vector_rows(column: pa.Array, dim: int) -> list[Any]:
 def _cut(pending: list[dict[str, Any]], rows: int) -> int:
     """The last place at or before ``rows`` where a top-level input starts (frames stay with their video)."""
     for cut in range(rows, 0, -1):
-        if pending[cut]["parent_id"] is None:
+        if pending[cut].get("parent_id") is None:
             return cut
     return 0
 
@@ -305,6 +322,7 @@ def import_parquet(
     """
     head = read_header(path)
     check_compatible(head, store)
+    check_columns(path, head, IMPORT_COLUMNS)
     was_empty = store.count() == 0
     report = AddReport()
     try:
@@ -416,6 +434,7 @@ def _as_rows(table: pa.Table, space: str, schema: pa.Schema) -> pa.Table:
 def store_from(path: str | Path, target: str | Path) -> Store:
     """A new store at ``target`` made for the embedder that the Parquet files of ``path`` name."""
     head = read_header(path)
+    check_columns(path, head, IMPORT_COLUMNS)  # no store is made for files that cannot be imported
     root = Path(path)
     index = "auto"
     if root.is_dir() and (root / MANIFEST).is_file():
