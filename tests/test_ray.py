@@ -114,6 +114,18 @@ def test_ray_refusals_are_one_line(runtime, data, tmp_path, capsys) -> None:
     assert code == 1 and "made by" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, "predict", *other, str(images), "--ray")
     assert code == 2 and "--out" in err
+    # a store that cannot answer any row is refused before Ray runs, as `predict` refuses it
+    fresh = ["--store", str(tmp_path / "fresh")]
+    assert run(capsys, "init", *fresh, "--model", "tiny-clip")[0] == 0
+    for extra, says in [((), "no labelled examples"), (("--method", "head"), "no head trained")]:
+        if extra:
+            assert run(capsys, "import", *fresh, str(images))[0] == 0
+        local = run(capsys, "predict", *fresh, str(images), *extra)
+        code, _, err = run(
+            capsys, "predict", *fresh, str(tmp_path / "v"), *extra, "--ray", "--out", str(tmp_path / "r")
+        )
+        assert (code, err) == local[::2] and says in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "r").exists()
     code, _, err = run(capsys, "embed", str(images), "--model", "tiny-clip", "--out", str(tmp_path / "v"))
     assert code == 2 and "not an empty folder" in err
 

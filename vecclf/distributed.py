@@ -29,7 +29,7 @@ import numpy as np
 
 from .config import Limits
 from .embed import input_side
-from .errors import InvalidInputError, VecclfError
+from .errors import InvalidInputError, ModalityError, VecclfError
 from .exchange import header, is_parquet, parquet_files, read_header, row_schema, rows_table
 from .inputs import (
     TABLE_SUFFIXES,
@@ -68,16 +68,38 @@ def runtime(address: str | None = None) -> Iterator[Any]:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     if ray.is_initialized():
-        yield ray
+        with _typed_errors():
+            yield ray
         return
     try:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise InvalidInputError(f"cannot reach a Ray cluster at {address!r}: {exc}") from exc
     try:
-        yield ray
+        with _typed_errors():
+            yield ray
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _typed_errors() -> Iterator[None]:
+    """A vecclf error raised in a Ray task comes out as itself, not wrapped in Ray's exceptions (a refusal
+    stays one line)."""
+    try:
+        yield
+    except Exception as exc:
+        ours: VecclfError | None = None
+        seen: set[int] = set()
+        at: BaseException | None = exc
+        while at is not None and id(at) not in seen:  # the innermost: Ray's wrappers may subclass the cause
+            seen.add(id(at))
+            if isinstance(at, VecclfError):
+                ours = at
+            at = getattr(at, "cause", None) or at.__cause__
+        if ours is None or ours is exc:
+            raise
+        raise ours from None
 
 
 def plan(
@@ -364,10 +386,13 @@ class _Predict(_Actor):
         else:
             items = [pickle.loads(b) if b is not None else Failure(str(s), str(e)) for s, e, b in
                      zip(batch["source"], batch["error"], batch["item"])]  # fmt: skip
-            stream = self.clf.predict_stream(
-                items, method=o["method"], k=o["k"], top=o["top"], unknown_quantile=o["unknown_quantile"]
-            )
-            out = [failure_row(r) if isinstance(r, Failure) else prediction_row(r) for r in stream]
+            try:
+                stream = self.clf.predict_stream(
+                    items, method=o["method"], k=o["k"], top=o["top"], unknown_quantile=o["unknown_quantile"]
+                )
+                out = [failure_row(r) if isinstance(r, Failure) else prediction_row(r) for r in stream]
+            except VecclfError as exc:  # the store cannot answer this batch (a space without examples)
+                out = [failure_row(Failure(str(s), str(exc))) for s in batch["source"]]
         return pa.Table.from_pylist(out, schema=results_schema())
 
     def _answer_vectors(self, batch: Any) -> list[dict[str, Any]]:
@@ -398,13 +423,31 @@ class _Predict(_Actor):
                     else f"space {space!r} not in the store"
                 )
                 order[i] = failure_row(Failure(sources[i], reason))
-            if good:
+            if not good:
+                continue
+            try:
                 preds = self.clf.predict_vectors(
                     space, np.stack([found[i] for i in good]), method=o["method"], k=o["k"], top=o["top"],
                     sources=[sources[i] for i in good], unknown_quantile=o["unknown_quantile"],
                 )  # fmt: skip
-                order.update((i, prediction_row(p)) for i, p in zip(good, preds))
+            except VecclfError as exc:  # this space cannot be answered (no examples in it): its rows fail
+                order.update((i, failure_row(Failure(sources[i], str(exc)))) for i in good)
+                continue
+            order.update((i, prediction_row(p)) for i, p in zip(good, preds))
         return [order[i] for i in sorted(order)]
+
+
+def _check_answerable(clf: Any, options: dict[str, Any]) -> None:
+    """Refuse, before Ray starts, a job that no row could be answered in: bad options, no labelled examples,
+    no head for ``--method head``. A store that answers in one space only goes on (the rows of others fail)."""
+    refusals: list[VecclfError] = []
+    for space, dim in clf.store.spaces.items():
+        try:
+            clf.predict_vectors(space, np.empty((0, dim), np.float32), **options)
+        except VecclfError as exc:
+            refusals.append(exc)
+    if len(refusals) == len(clf.store.spaces):
+        raise min(refusals, key=lambda e: isinstance(e, ModalityError))  # the store-wide reason first
 
 
 def predict_to_parquet(
@@ -450,6 +493,7 @@ def predict_to_parquet(
                 *sorted(optional & {"error"}),
                 *(f"vector_{s}" for s in sorted(used["spaces"])),
             ]
+        _check_answerable(clf, options)
         snapshot = _snapshot(Path(store.path))
         draft = input_side(store.spec) if not vectors else None  # not clf.embedder: no model in the driver
     with runtime(address) as ray:
