@@ -138,3 +138,31 @@ def test_a_file_missing_a_needed_column_is_refused_whole_and_optional_ones_may_g
     pq.write_table(table.drop_columns(["error", "parent_id", "frame_index"]), tmp_path / "lean.parquet")
     code, out, err = run(capsys, "import", *fresh, str(tmp_path / "lean.parquet"), "--json")
     assert code == 0 and len(json.loads(out)["added"]) == table.num_rows, err
+
+
+def test_columns_of_another_type_are_refused_row_by_row_not_stored_as_something_else(filled, tmp_path, capsys) -> None:
+    assert run(capsys, "export", *filled, "--out", str(tmp_path / "backup"))[0] == 0
+    (shard,) = sorted((tmp_path / "backup" / "rows").glob("*.parquet"))
+    table = pq.read_table(shard)
+    n = table.num_rows
+    swapped = {
+        # a string where a list of names belongs would otherwise be read one letter per concept
+        "concepts": pa.array(["abc"] * n),
+        "metadata": pa.array(["{not json"] * n),
+        "thumbnail": pa.array([123] * n),
+        "kind": pa.array(["spreadsheet"] * n),
+        "vector_joint": pa.array(["oops"] * n),
+    }
+    fresh = ["--store", str(tmp_path / "fresh")]
+    assert run(capsys, "init", *fresh, "--model", "tiny-clip")[0] == 0
+    for column, values in swapped.items():
+        bad = table.set_column(table.schema.get_field_index(column), column, values)
+        pq.write_table(bad.replace_schema_metadata(table.schema.metadata), tmp_path / f"{column}.parquet")
+        code, out, err = run(capsys, "import", *fresh, str(tmp_path / f"{column}.parquet"), "--json")
+        assert code == 2 and "Traceback" not in err, err
+        reasons = {f["reason"].split(": ", 1)[-1] for f in json.loads(out)["failures"]}
+        assert len(reasons) == 1 and len(json.loads(out)["failures"]) == n, reasons
+        (reason,) = reasons
+        assert column in reason or "kind" in reason or "finite floats" in reason, reason
+    with Store.open(tmp_path / "fresh", read_only=True) as st:
+        assert st.count() == 0 and st.concepts() == []

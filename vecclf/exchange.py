@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -194,12 +194,21 @@ def count_rows(path: str | Path) -> int:
     return total
 
 
-def read_batches(path: str | Path, head: dict[str, Any], rows: int = READ_ROWS) -> Iterator[list[NewInput | str]]:
-    """Batches of rows as :class:`NewInput` (a string: why that row cannot be stored), a video kept with its
-    frames in one batch so that they can point at it."""
+class Refused(NamedTuple):
+    """A row that cannot be stored: where it came from and why."""
+
+    source: str
+    reason: str
+
+
+def read_batches(path: str | Path, head: dict[str, Any], rows: int = READ_ROWS) -> Iterator[list[NewInput | Refused]]:
+    """Batches of rows as :class:`NewInput` (or :class:`Refused`), a video kept with its frames in one batch
+    so that they can point at it."""
     spaces = {s: int(d) for s, d in head["spaces"].items()}
     pending: list[dict[str, Any]] = []
+    where = ""
     for f in parquet_files(path):
+        where = f.name
         reader = pq.ParquetFile(f)
         for batch in reader.iter_batches(batch_size=rows):
             pending += _records(batch, spaces)
@@ -210,7 +219,7 @@ def read_batches(path: str | Path, head: dict[str, Any], rows: int = READ_ROWS) 
                 yield _as_inputs(pending[:cut], spaces, f.name)
                 pending = pending[cut:]
     if pending:
-        yield _as_inputs(pending, spaces, "")
+        yield _as_inputs(pending, spaces, where)
 
 
 def _records(batch: pa.RecordBatch, spaces: dict[str, int]) -> list[dict[str, Any]]:
@@ -257,15 +266,15 @@ def _cut(pending: list[dict[str, Any]], rows: int) -> int:
     return 0
 
 
-def _as_inputs(records: list[dict[str, Any]], spaces: dict[str, int], where: str) -> list[NewInput | str]:
+def _as_inputs(records: list[dict[str, Any]], spaces: dict[str, int], where: str) -> list[NewInput | Refused]:
     at: dict[int, int] = {}
-    out: list[NewInput | str] = []
+    out: list[NewInput | Refused] = []
     for n, r in enumerate(records):
         name = r.get("source") or f"{where} row id {r.get('id')}"
         try:
             item = _as_input(r, spaces, at)
         except (InvalidInputError, KeyError, TypeError, ValueError) as exc:
-            out.append(f"{name}: {exc}")
+            out.append(Refused(str(name), str(exc)))
             continue
         if r.get("id") is not None:
             at[int(r["id"])] = n
@@ -283,7 +292,10 @@ def _as_input(r: dict[str, Any], spaces: dict[str, int], at: dict[int, int]) -> 
     if vector is None:
         raise InvalidInputError(f"no vector in column vector_{space}")
     if not isinstance(vector, np.ndarray):  # arrays come from vector_rows, already checked
-        v = np.asarray(vector, dtype=np.float32)
+        try:
+            v = np.asarray(vector, dtype=np.float32)
+        except (TypeError, ValueError):
+            v = np.empty(0, dtype=np.float32)
         if v.shape != (spaces[space],) or not np.isfinite(v).all():
             raise InvalidInputError(f"the vector must be {spaces[space]} finite floats")
         vector = v
@@ -292,23 +304,59 @@ def _as_input(r: dict[str, Any], spaces: dict[str, int], at: dict[int, int]) -> 
         if int(r["parent_id"]) not in at:
             raise InvalidInputError(f"its video (id {r['parent_id']}) is not in the files before it")
         parent = at[int(r["parent_id"])]
-    if not r.get("content_hash"):
+    if not isinstance(r.get("content_hash"), str) or not r["content_hash"]:
         raise InvalidInputError("no content hash")
+    kind = r.get("kind")
+    if kind not in KINDS or (kind == "frame") != (parent is not None):
+        raise InvalidInputError(f"kind {kind!r} is not one of {', '.join(KINDS)} (a frame needs its video)")
     return NewInput(
-        kind=str(r["kind"]),
+        kind=kind,
         space=space,
-        content_hash=str(r["content_hash"]),
+        content_hash=r["content_hash"],
         vector=vector,
-        source=r.get("source"),
-        text=r.get("text"),
+        source=_typed(r, "source", str),
+        text=_typed(r, "text", str),
         parent=parent,
-        frame_index=r.get("frame_index"),
-        timestamp_s=r.get("timestamp_s"),
-        metadata=json.loads(r["metadata"]) if r.get("metadata") else None,
-        concepts=tuple(check_concept_name(c) for c in r.get("concepts") or ()),
-        negatives=tuple(check_concept_name(c) for c in r.get("negatives") or ()),
-        thumbnail=r.get("thumbnail"),
+        frame_index=_typed(r, "frame_index", int),
+        timestamp_s=_typed(r, "timestamp_s", float),
+        metadata=_metadata(r.get("metadata")),
+        concepts=_names(r, "concepts"),
+        negatives=_names(r, "negatives"),
+        thumbnail=_typed(r, "thumbnail", bytes),
     )
+
+
+KINDS = ("image", "text", "video", "frame")
+
+
+def _typed(r: dict[str, Any], column: str, kind: type) -> Any:
+    """The row's value for ``column`` when it is None or of ``kind`` (a file written by another tool may
+    carry the column with another type: refused, not stored as something else)."""
+    value = r.get(column)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise InvalidInputError(f"column {column} must hold {kind.__name__} values, not {type(value).__name__}")
+    return value
+
+
+def _names(r: dict[str, Any], column: str) -> tuple[str, ...]:
+    value = r.get(column) or ()
+    if not isinstance(value, list | tuple) or not all(isinstance(c, str) for c in value):
+        raise InvalidInputError(f"column {column} must hold lists of concept names")
+    return tuple(check_concept_name(c) for c in value)
+
+
+def _metadata(value: Any) -> dict[str, Any] | None:
+    if value is None or value == "":
+        return None
+    try:
+        out = json.loads(value) if isinstance(value, str) else None
+    except ValueError:
+        out = None
+    if not isinstance(out, dict):
+        raise InvalidInputError("column metadata must hold JSON objects")
+    return out
 
 
 def import_parquet(
@@ -328,9 +376,8 @@ def import_parquet(
     try:
         for batch in read_batches(path, head):
             good = [r for r in batch if isinstance(r, NewInput)]
-            for bad in (r for r in batch if isinstance(r, str)):
-                source, _, reason = bad.partition(": ")
-                report.failures.append(_failure(source, reason))
+            for bad in (r for r in batch if isinstance(r, Refused)):
+                report.failures.append(_failure(bad.source, bad.reason))
             report.stored(good, store.write(good, keep_duplicates=keep_duplicates))
             if progress is not None:
                 progress(len(batch))
