@@ -25,10 +25,21 @@ CACHE = Path(__file__).resolve().parent / "results"
 def machine() -> dict[str, Any]:
     """Where the numbers came from (with the load average when this is called, i.e. at the end)."""
     import torch
+    from threadpoolctl import threadpool_info
 
+    cpu = Path("/proc/cpuinfo")
+    info = dict(ln.split(":", 1) for ln in cpu.read_text().splitlines()[:30] if ":" in ln) if cpu.exists() else {}
+    info = {key.strip(): value.strip() for key, value in info.items()}
     return {
         "platform": platform.platform(),
+        "processor": f"{info.get('model name', platform.processor())}, family {info.get('cpu family')} model {info.get('model')}",
         "cpus": os.cpu_count(),
+        # which kernel each BLAS runs: the faiss-cpu wheel's OpenBLAS may not know a newer processor
+        "blas": [
+            f"{Path(lib['filepath']).name}: {lib.get('architecture')}, {lib['num_threads']} threads"
+            for lib in threadpool_info()
+            if lib["user_api"] == "blas"
+        ],
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "date": time.strftime("%Y-%m-%d"),

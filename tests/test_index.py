@@ -146,14 +146,16 @@ def test_merge_top_k_counts_shared_ids_once() -> None:
     assert ids.tolist() == [[1, 2, -1]] and sims[0, 2] == -np.inf  # padding stays padding
 
 
+@pytest.mark.parametrize("scores_bytes", [16 << 20, 40_000])  # one block of columns, or many (bounds carried over)
 @pytest.mark.parametrize("n", [10_240, 20_000 + 77])
-def test_exact_top_k_by_block_bounds_equals_a_full_sort(n) -> None:
+def test_exact_top_k_by_block_bounds_equals_a_full_sort(n, scores_bytes, monkeypatch) -> None:
+    monkeypatch.setattr(_index, "_SCORES_BYTES", scores_bytes)
     rng = np.random.default_rng(n)
     X = _clustered(n, 16, seed=3)
     X[n // 2 : n // 2 + 40] = X[5]  # many equal scores, some in the tail past the last whole block
     X[-3:] = X[7]
     ids = np.arange(n, dtype=np.int64) * 3 + 1
-    for nq in (1, 2, 8):
+    for nq in (1, 2, 8, 300):
         Q = np.vstack([X[[5, 7]], rng.normal(size=(nq, 16)).astype(np.float32)])[:nq]
         for k in (1, 10):
             sims, found = _index.exact_top_k(Q, X, ids, k)
@@ -172,3 +174,28 @@ def test_exact_top_k_survives_nan_and_all_equal_scores() -> None:
     assert (sims == 1).all() and len(set(found[0].tolist())) == 10
     sims, found = _index.exact_top_k(np.full((1, 4), np.nan, np.float32), X, ids, 10)
     assert sims.shape == found.shape == (1, 10) and (found >= 0).all()
+    # a batch: an all-NaN query and one whose scores are NaN for a few stored vectors answer beside good ones
+    Y = _clustered(12_000, 4, seed=2)
+    Y[100:103] = np.nan
+    Q = np.vstack([Y[5:6], np.full((1, 4), np.nan, np.float32), Y[7:8]])
+    sims, found = _index.exact_top_k(Q, Y, ids, 10)
+    assert (found >= 0).all() and np.isnan(sims[1]).all()
+    for row in (0, 2):
+        scores = Y @ Q[row]
+        want = -np.sort(-np.where(np.isnan(scores), -np.inf, scores))[:10]
+        np.testing.assert_allclose(sims[row], want, atol=1e-6)  # NaN scores rank last, finite ones ranked
+
+
+@pytest.mark.parametrize("way", [None, "faiss", "ours"])
+def test_a_flat_batch_answers_the_same_whichever_search_runs_it(way, monkeypatch) -> None:
+    X = _clustered(3_000, 32, seed=4)
+    ids = np.arange(3_000, dtype=np.int64) * 5 + 2
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(32))
+    index.add_with_ids(X, ids)
+    Q = _clustered(40, 32, seed=5)
+    monkeypatch.setattr(_index, "_FASTER", {} if way is None else {Q.shape[0].bit_length(): way})
+    sims, found = _index.search(index, Q, 7)
+    want_sims, want_ids = index.search(Q, 7)
+    np.testing.assert_allclose(sims, want_sims, atol=1e-5)
+    assert (found == want_ids).mean() > 0.99  # the same neighbours (an exact tie may swap two)
+    assert list(_index.faster_batch_search().values()) == [way or _index._FASTER[6]]

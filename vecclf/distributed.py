@@ -183,14 +183,24 @@ def _device_for(gpus: float) -> str | None:
 
 
 def _use_threads(threads: int) -> None:
-    """Give torch and FAISS ``threads`` threads in the calling thread (FAISS's OpenMP setting is per thread)."""
+    """Give torch, FAISS and numpy's BLAS (the store's exact search) ``threads`` threads in the calling thread
+    (FAISS's OpenMP setting is per thread; BLAS's is per process)."""
     import faiss
     import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     threads = max(1, min(threads, os.cpu_count() or 1))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
+    global _blas_threads
+    if _blas_threads != threads:
+        if any(lib["user_api"] == "blas" and lib["num_threads"] != threads for lib in threadpool_info()):
+            threadpool_limits(limits=threads, user_api="blas")
+        _blas_threads = threads
+
+
+_blas_threads = 0
 
 
 class _Actor:

@@ -13,6 +13,8 @@ Every kind keeps the store's input ids and supports adds, removals and filtered 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 
 import faiss
 import numpy as np
@@ -74,18 +76,22 @@ def build(kind: str, dim: int, ids: np.ndarray, vectors: np.ndarray, *, seed: in
     return index
 
 
-SMALL_BATCH = 8  # up to this many queries, flat search is one BLAS pass over the stored vectors
+SMALL_BATCH = 8  # up to this many queries, a flat search is always ours: bound by reading the vectors once
 
 
 def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``index.search``, except that a few queries on a flat index run as one matrix product in numpy.
+    """``index.search``, except that a flat index may be searched by :func:`exact_top_k` over its own vectors.
 
-    A single query is bound by reading the vectors once; BLAS streams them at the memory's speed, while
-    FAISS's per-vector loop (and its OpenMP start-up, slower with 2 threads than with 1 here) does not.
-    The caller holds the store's read lock, so the stored arrays cannot move underneath.
+    A few queries are bound by reading the vectors once, which one BLAS pass does at the memory's speed and
+    FAISS's per-vector loop (and its OpenMP start-up) does not: those are always ours. Batches go to the
+    faster of FAISS's search and ours for their size, timed on the first batch of that size in this process
+    (both compute the same exact top-k, with different BLAS libraries; which is faster depends on the
+    processor: the OpenBLAS inside the faiss-cpu wheel runs a generic kernel on processors newer than
+    itself, 3x slower on a Sapphire Rapids Xeon, and FAISS's blocking wins on large batches where its
+    kernel is right). The caller holds the store's read lock, so the stored arrays cannot move underneath.
     """
     inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
-    if len(queries) > SMALL_BATCH or type(inner) is not faiss.IndexFlatIP or inner.ntotal == 0:
+    if type(inner) is not faiss.IndexFlatIP or inner.ntotal == 0:
         return index.search(queries, k)
     n, d = inner.ntotal, inner.d
     stored = faiss.rev_swig_ptr(inner.get_xb(), n * d).reshape(n, d)
@@ -94,47 +100,111 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
         if isinstance(index, faiss.IndexIDMap2)
         else np.arange(n, dtype=np.int64)
     )
-    return exact_top_k(queries, stored, id_map, min(k, n))
+
+    def ours() -> tuple[np.ndarray, np.ndarray]:
+        return exact_top_k(queries, stored, id_map, min(k, n))
+
+    if len(queries) <= SMALL_BATCH:
+        return ours()
+    size = min(len(queries), _QUERY_ROWS).bit_length()
+    way = _FASTER.get(size)
+    if way is None:  # this size's first batch: both ways, the faster remembered
+        faiss_s, _ = _timed(lambda: index.search(queries, k))
+        ours_s, found = _timed(ours)
+        _FASTER[size] = "faiss" if faiss_s < ours_s else "ours"
+        return found
+    return index.search(queries, k) if way == "faiss" else ours()
+
+
+_FASTER: dict[int, str] = {}  # batch size class (bit length of the query count) -> "faiss" | "ours"
+
+
+def faster_batch_search() -> dict[str, str]:
+    """Which exact batch search each batch size class uses in this process (``"up to N queries"`` -> way)."""
+    return {
+        f"{_QUERY_ROWS}+ queries" if 2 ** (size - 1) >= _QUERY_ROWS else f"{2 ** (size - 1)}-{2**size - 1} queries": way
+        for size, way in sorted(_FASTER.items())
+    }
+
+
+def _timed(run: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
+    start = time.perf_counter()
+    found = run()
+    return time.perf_counter() - start, found
+
+
+_BLOCK = 256  # scores per block whose maximum bounds the top-k
+_SCORES_BYTES = 16 << 20  # one block of the score matrix: small enough to stay in cache while it is ranked
+_QUERY_ROWS = 1024
 
 
 def exact_top_k(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """FAISS-shaped exact inner-product top-``k``: ``(similarities, ids)``, padded with ``-inf`` / ``-1``."""
+    """FAISS-shaped exact inner-product top-``k``: ``(similarities, ids)``, best first (equal scores: the lower
+    position first), padded with ``-inf`` / ``-1``; NaN scores rank last."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
     sims = np.full((len(queries), k), -np.inf, dtype=np.float32)
     out = np.full((len(queries), k), -1, dtype=np.int64)
     m = min(k, len(ids))
-    if m:
-        scores = queries @ vectors.T  # (queries, stored)
-        if len(queries) <= SMALL_BATCH and scores.shape[1] >= _BLOCK * m * 4:
-            for row in range(len(scores)):
-                top = _top_of_row(scores[row], m)
-                sims[row, :m], out[row, :m] = scores[row, top], ids[top]
-        else:
-            top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
-            order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)
-            sims[:, :m] = np.take_along_axis(scores, top, axis=1)
-            out[:, :m] = ids[top]
+    if m == 0 or len(queries) == 0:
+        return sims, out
+    rows = min(len(queries), _QUERY_ROWS)
+    cols = max(_BLOCK * m, _SCORES_BYTES // (4 * rows) // _BLOCK * _BLOCK)
+    for r0 in range(0, len(queries), rows):
+        part = queries[r0 : r0 + rows]
+        top_s, top_p = _top_k_rows(part, vectors, m, cols)
+        sims[r0 : r0 + rows, :m], out[r0 : r0 + rows, :m] = top_s, ids[top_p]
     return sims, out
 
 
-_BLOCK = 256
+def _top_k_rows(queries: np.ndarray, vectors: np.ndarray, m: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, positions)`` of each query's ``m`` best stored vectors, the scores made ``cols`` columns at
+    a time.
 
-
-def _top_of_row(scores: np.ndarray, m: int) -> np.ndarray:
-    """Positions of the ``m`` best of one row of scores, best first (ties: the lower position first).
-
-    The ``m``-th best of the block maxima is a lower bound of the ``m``-th best score (``m`` blocks reach it),
-    so only scores at or above it can be in the top ``m``: one cheap pass over the block maxima and one
-    comparison leave a few candidates to sort, where a partition of the whole row moved every score.
+    The ``m``-th best of a block of scores' block maxima is a lower bound of that block's ``m``-th best
+    score (``m`` blocks reach it), and so of the whole row's: only scores at or above the highest bound seen
+    so far can be in the top ``m``. One pass for the maxima and a look inside the few blocks that reach the
+    bound leave a few candidates per query to sort, where a partition of each row moved every score.
     """
-    whole = len(scores) // _BLOCK * _BLOCK
-    maxima = scores[:whole].reshape(-1, _BLOCK).max(axis=1)
-    bound = np.partition(maxima, len(maxima) - m)[len(maxima) - m]
-    candidates = np.flatnonzero(scores >= bound)  # the tail past the last whole block is compared too
-    if not m <= len(candidates) <= len(scores) // 8:  # NaN scores, or ties everywhere: partition the row
-        candidates = np.sort(np.argpartition(-scores, m - 1)[:m])
-    best = np.argsort(-scores[candidates], kind="stable")[:m]
-    return candidates[best]
+    nq, n = len(queries), len(vectors)
+    floor = np.full(nq, -np.inf, dtype=np.float32)
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for c0 in range(0, n, cols):
+        scores = queries @ vectors[c0 : c0 + cols].T  # (nq, c)
+        nb = scores.shape[1] // _BLOCK
+        if nb >= m:
+            whole = nb * _BLOCK
+            blocks = scores[:, :whole].reshape(nq, nb, _BLOCK)
+            maxima = np.fmax.reduce(blocks, axis=2)  # a NaN score does not hide its block
+            floor = np.fmax(floor, np.partition(maxima, nb - m, axis=1)[:, nb - m])  # fmax: a NaN bound is none
+            rb, bb = np.nonzero(maxima >= floor[:, None])
+            inside = blocks[rb, bb]  # (blocks reaching the bound, _BLOCK)
+            keep = inside >= floor[rb, None]
+            at_r, at_b = np.nonzero(keep)
+            found.append((rb[at_r], c0 + bb[at_r] * _BLOCK + at_b, inside[keep]))
+            tail = scores[:, whole:]
+            tr, tc = np.nonzero(tail >= floor[:, None])
+            found.append((tr, c0 + whole + tc, tail[tr, tc]))
+        else:  # a few columns: each is a candidate against the bound so far
+            r, c = np.nonzero(scores >= floor[:, None])
+            found.append((r, c0 + c, scores[r, c]))
+    r = np.concatenate([f[0] for f in found])
+    c = np.concatenate([f[1] for f in found])
+    v = np.concatenate([f[2] for f in found])
+    live = v >= floor[r]  # candidates kept before the bound rose
+    r, c, v = r[live], c[live], v[live]
+    order = np.lexsort((c, -v, r))
+    r, c, v = r[order], c[order], v[order]
+    rank = np.arange(len(r)) - np.searchsorted(r, r)
+    first = rank < m
+    top_s = np.full((nq, m), -np.inf, dtype=np.float32)
+    top_p = np.full((nq, m), -1, dtype=np.int64)
+    top_s[r[first], rank[first]], top_p[r[first], rank[first]] = v[first], c[first]
+    short = np.flatnonzero((top_p < 0).any(axis=1))
+    for row in short:  # NaN scores (no bound holds): rank the whole row, NaN last
+        scores = vectors @ queries[row]
+        pick = np.argsort(np.where(np.isnan(scores), np.inf, -scores), kind="stable")[:m]
+        top_s[row], top_p[row] = scores[pick], pick
+    return top_s, top_p
 
 
 def merge_top_k(
