@@ -9,13 +9,14 @@
 3. Classification: rows/s of `vecclf predict --ray` over N stored-vector rows of Parquet (default 100,000) vs
    `ConceptClassifier.predict_vectors` in batches of 1,024 in one process.
 
-    python benchmarks/bench_ray.py [--smoke] [--images 1000] [--texts 5000] [--import-rows 1000000]
+    python benchmarks/bench_ray.py [--smoke] [--images 400,2000] [--texts 2000] [--rounds 3] [--import-rows 1000000]
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
-from _data import SHARED, emit, load_average
+from _data import SHARED, emit, load_average, spread
 from bench_knn import clustered
 
 from vecclf.exchange import header, rows_table
@@ -42,7 +43,7 @@ def cli(*args: str) -> float:
 
 
 def image_files(tmp: Path, n: int) -> Path:
-    folder = tmp / "images"
+    folder = tmp / "images-all"
     folder.mkdir()
     cifar = sorted((SHARED / "cifar10-test").glob("*/*.jpg"))
     if cifar:
@@ -73,41 +74,64 @@ def text_file(tmp: Path, n: int) -> Path:
     return path
 
 
-def embedding(tmp: Path, n_images: int, n_texts: int) -> dict[str, Any]:
-    """Each side's command on all the files, and on one file: the one-file run is what a command costs before
-    its first input (process, model, and for Ray its runtime, workers and actor), the difference is the rate
+def subsets(tmp: Path, kind: str, sizes: list[int]) -> dict[int, Path]:
+    """The first ``size`` inputs of one seeded set, for each size (1 too): a folder of images or a .txt file."""
+    out: dict[int, Path] = {}
+    if kind == "images":
+        every = sorted(image_files(tmp, max(sizes)).iterdir())
+        for size in [1, *sizes]:
+            folder = tmp / f"images-{size}"
+            folder.mkdir()
+            for f in every[:size]:
+                shutil.copy(f, folder / f.name)
+            out[size] = folder
+    else:
+        lines = text_file(tmp, max(sizes)).read_text(encoding="utf-8").splitlines()
+        for size in [1, *sizes]:
+            out[size] = tmp / f"texts-{size}.txt"
+            out[size].write_text("\n".join(lines[:size]) + "\n", encoding="utf-8")
+    return out
+
+
+def embedding(tmp: Path, sizes: dict[str, list[int]], rounds: int) -> dict[str, Any]:
+    """Each side's command on N inputs and on one, in interleaved rounds (add, embed --ray, add, ...), each a
+    fresh process into a fresh store or folder. The one-input command is what a command costs before its
+    first input (process, model, and for Ray its runtime, workers and actor); the difference is the rate
     once running."""
-    out: dict[str, Any] = {"load_average_at_start": load_average(), "model": "offline"}
-    for kind, src in (("images", image_files(tmp, n_images)), ("texts", text_file(tmp, n_texts))):
-        count = n_images if kind == "images" else n_texts
-        one = tmp / f"one-{kind}{src.suffix}"
-        if src.is_dir():
-            one.mkdir()
-            first = sorted(src.iterdir())[0]
-            shutil.copy(first, one / first.name)
-        else:
-            one.write_text(src.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
-        t: dict[str, float] = {}
-        for size, files in (("all", src), ("one", one)):
-            store = tmp / f"add-{kind}-{size}"
-            cli("init", "--store", str(store), "--model", "offline")
-            t[f"add {size}"] = cli("add", "--store", str(store), str(files))
-            t[f"embed --ray {size}"] = cli(
-                "embed", str(files), "--model", "offline", "--out", str(tmp / f"ray-{kind}-{size}")
-            )
-        running_add, running_ray = t["add all"] - t["add one"], t["embed --ray all"] - t["embed --ray one"]
-        out[kind] = {
-            "inputs": count,
-            "vecclf_add_per_s": round(count / t["add all"], 1),
-            "vecclf_embed_ray_per_s": round(count / t["embed --ray all"], 1),
-            "ray_over_add (throughput ratio, whole commands)": round(t["add all"] / t["embed --ray all"], 3),
-            "start_up_s (a one-file command)": {
-                "add": round(t["add one"], 1),
-                "embed --ray": round(t["embed --ray one"], 1),
-            },
-            "ray_over_add once running (ratio of time past the one-file command)": round(running_add / running_ray, 3),
-            "seconds": {name: round(v, 1) for name, v in t.items()},
+    out: dict[str, Any] = {"load_average_at_start": load_average(), "model": "offline", "rounds (interleaved)": rounds}
+    for kind, counts in sizes.items():
+        files = subsets(tmp, kind, counts)
+        t: dict[tuple[int, str], list[float]] = {}
+        for r in range(rounds):
+            for size, src in files.items():
+                store = tmp / f"add-{kind}-{size}-{r}"
+                cli("init", "--store", str(store), "--model", "offline")
+                t.setdefault((size, "add"), []).append(cli("add", "--store", str(store), str(src)))
+                t.setdefault((size, "ray"), []).append(
+                    cli("embed", str(src), "--model", "offline", "--out", str(tmp / f"ray-{kind}-{size}-{r}"))
+                )
+        med = {key: statistics.median(v) for key, v in t.items()}
+        rows: dict[str, Any] = {
+            "start_up_s (one-input command, median)": {
+                "add": round(med[1, "add"], 2),
+                "embed --ray": round(med[1, "ray"], 2),
+            }
         }
+        for size in counts:
+            add, ray = med[size, "add"], med[size, "ray"]
+            rows[f"{size} {kind}"] = {
+                "vecclf_add_per_s": round(size / add, 1),
+                "vecclf_embed_ray_per_s": round(size / ray, 1),
+                "ray_over_add (throughput ratio, whole commands)": round(add / ray, 3),
+                "ray_over_add once running (time past the one-input command)": round(
+                    (add - med[1, "add"]) / (ray - med[1, "ray"]), 3
+                ),
+                "seconds": {
+                    "add": spread(t[size, "add"]),
+                    "embed --ray": spread(t[size, "ray"]),
+                },
+            }
+        out[kind] = rows
     return out
 
 
@@ -174,18 +198,20 @@ def predicting(tmp: Path, n: int) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--images", type=int, default=1000)
-    ap.add_argument("--texts", type=int, default=5000)
+    ap.add_argument("--images", default="400,2000", help="image counts, comma-separated")
+    ap.add_argument("--texts", default="2000", help="text counts, comma-separated")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--import-rows", type=int, default=1_000_000)
     ap.add_argument("--predict-rows", type=int, default=100_000)
     args = ap.parse_args()
     if args.smoke:
-        args.images, args.texts, args.import_rows, args.predict_rows = 8, 20, 2_000, 500
+        args.images, args.texts, args.rounds, args.import_rows, args.predict_rows = "8", "20", 1, 2_000, 500
+    sizes = {kind: [int(x) for x in str(v).split(",")] for kind, v in (("images", args.images), ("texts", args.texts))}
     tmp = Path(tempfile.mkdtemp(prefix="vecclf-ray-"))
     try:
         result = {
             "benchmark": "ray",
-            "embedding": embedding(tmp, args.images, args.texts),
+            "embedding": embedding(tmp, sizes, args.rounds),
             "import": importing(tmp, args.import_rows),
             "predict": predicting(tmp, args.predict_rows),
         }

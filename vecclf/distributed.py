@@ -46,10 +46,16 @@ from .inputs import (
 from .labels import check_concept_name
 
 DECODE_BATCH = 16
+# Decode tasks ask for less than the embedder's CPU: Ray fuses a task stage into the actor stage after it when
+# both ask for the same resources, which decoded every batch inside the one actor, in turn with the model.
+DECODE_CPUS = 0.5
 EMBED_BATCH = 64
 
 
 def _ray() -> Any:
+    # Ray Data's own lines (execution finished, sink written, progress bars off) would drown the command's;
+    # its errors still show, and RAY_DATA_LOG_LEVEL set by the user wins
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
     try:
         import ray
     except ImportError as exc:
@@ -284,12 +290,14 @@ def _embed_on(
     n_actors, gpus, threads = _pool(ray, actors)
     draft = getattr(embedder, "input_size", None)
     ds = ray.data.from_items(work, override_num_blocks=max(1, min(len(work) // DECODE_BATCH, 64)))
-    ds = ds.map_batches(_decode, batch_size=DECODE_BATCH, fn_kwargs={"limits": limits, "draft": draft})
+    ds = ds.map_batches(
+        _decode, batch_size=DECODE_BATCH, fn_kwargs={"limits": limits, "draft": draft}, num_cpus=DECODE_CPUS
+    )
     ds = ds.map_batches(
         _Embed,
         fn_constructor_kwargs={"spec": embedder.spec, "head": head, "device": _device_for(gpus), "threads": threads},
         batch_size=EMBED_BATCH,
-        concurrency=n_actors,
+        compute=ray.data.ActorPoolStrategy(size=n_actors),
         num_gpus=gpus,
     )
     ds.write_parquet(str(target))
@@ -525,7 +533,7 @@ def predict_to_parquet(
             fn_constructor_kwargs={"snapshot": [ref], "options": options, "threads": threads},
             batch_size=1024 if vectors else EMBED_BATCH,
             batch_format="pyarrow" if vectors else "numpy",
-            concurrency=n_actors,
+            compute=ray.data.ActorPoolStrategy(size=n_actors),
             num_gpus=gpus,
         )
         ds.write_parquet(str(target))

@@ -106,9 +106,9 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
 
     if len(queries) <= SMALL_BATCH:
         return ours()
-    size = min(len(queries), _QUERY_ROWS).bit_length()
+    size = (min(len(queries), _QUERY_ROWS).bit_length(), n.bit_length())
     way = _FASTER.get(size)
-    if way is None:  # this size's first batch: both ways, the faster remembered
+    if way is None:  # the first batch of this size: both ways, the faster remembered
         faiss_s, _ = _timed(lambda: index.search(queries, k))
         ours_s, found = _timed(ours)
         _FASTER[size] = "faiss" if faiss_s < ours_s else "ours"
@@ -116,15 +116,18 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     return index.search(queries, k) if way == "faiss" else ours()
 
 
-_FASTER: dict[int, str] = {}  # batch size class (bit length of the query count) -> "faiss" | "ours"
+# (bit length of the query count, capped at _QUERY_ROWS; of the stored count) -> "faiss" | "ours"
+_FASTER: dict[tuple[int, int], str] = {}
 
 
 def faster_batch_search() -> dict[str, str]:
-    """Which exact batch search each batch size class uses in this process (``"up to N queries"`` -> way)."""
-    return {
-        f"{_QUERY_ROWS}+ queries" if 2 ** (size - 1) >= _QUERY_ROWS else f"{2 ** (size - 1)}-{2**size - 1} queries": way
-        for size, way in sorted(_FASTER.items())
-    }
+    """Which exact batch search each size class has used in this process: ``"Q queries x N stored"`` -> way."""
+
+    def span(bits: int, cap: int | None = None) -> str:
+        low, high = 2 ** (bits - 1), 2**bits - 1
+        return f"{cap}+" if cap is not None and low >= cap else f"{low:,}-{high:,}"
+
+    return {f"{span(q, _QUERY_ROWS)} queries x {span(n)} stored": way for (q, n), way in sorted(_FASTER.items())}
 
 
 def _timed(run: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
