@@ -1,9 +1,10 @@
 """Batch work on Ray beside the single-machine commands, on this machine's CPUs (a local Ray runtime).
 
 1. Embedding: `vecclf embed --ray` vs `vecclf add` on the same files, each a fresh process as users run it
-   (Ray's start-up included): CIFAR-10 JPEGs (or seeded PNGs when the shared data is absent) and BANKING77
-   texts (or seeded sentences), with the offline preset (real weights: MobileNetV2, all-MiniLM-L6-v2); each
-   command again on one file, which splits its time into start-up and the rate once running.
+   (Ray's start-up included), in interleaved rounds at each size: CIFAR-10 JPEGs (or seeded PNGs when the shared
+   data is absent) and BANKING77 texts (or seeded sentences), with the offline preset (real weights: MobileNetV2,
+   all-MiniLM-L6-v2); each command again on one input, which splits its time into start-up and the rate once
+   running.
 2. Import: rows/s of `vecclf import` of precomputed vectors from Parquet vs `Store.add` of the same vectors in
    batches of 20,000 (N seeded 512-d vectors, default 1,000,000).
 3. Classification: rows/s of `vecclf predict --ray` over N stored-vector rows of Parquet (default 100,000) vs
