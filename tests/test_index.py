@@ -200,3 +200,15 @@ def test_a_flat_batch_answers_the_same_whichever_search_runs_it(way, monkeypatch
     np.testing.assert_allclose(sims, want_sims, atol=1e-5)
     assert (found == want_ids).mean() > 0.99  # the same neighbours (an exact tie may swap two)
     assert _index.faster_batch_search() == {"32-63 queries x 2,048-4,095 stored": way or _index._FASTER[size]}
+
+
+def test_exact_top_k_of_a_batch_over_equal_scores_stays_small(monkeypatch) -> None:
+    """Every score equal (copies of one vector): each block keeps all its scores as candidates, so the search
+    holds only each query's best so far between blocks; the lowest positions win."""
+    monkeypatch.setattr(_index, "_SCORES_BYTES", 64_000)  # many blocks of columns
+    X = np.ones((40_000, 4), np.float32) / 2
+    ids = np.arange(40_000, dtype=np.int64) + 100
+    Q = np.vstack([X[:50], np.full((2, 4), np.nan, np.float32)])
+    sims, found = _index.exact_top_k(Q, X, ids, 10)
+    assert (sims[:50] == 1).all() and (found[:50] == np.arange(100, 110)).all()
+    assert (found[50:] >= 100).all() and np.isnan(sims[50:]).all()  # NaN queries still answer, NaN last

@@ -171,6 +171,7 @@ def _top_k_rows(queries: np.ndarray, vectors: np.ndarray, m: int, cols: int) -> 
     nq, n = len(queries), len(vectors)
     floor = np.full(nq, -np.inf, dtype=np.float32)
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    held = 0
     for c0 in range(0, n, cols):
         scores = queries @ vectors[c0 : c0 + cols].T  # (nq, c)
         nb = scores.shape[1] // _BLOCK
@@ -190,6 +191,31 @@ def _top_k_rows(queries: np.ndarray, vectors: np.ndarray, m: int, cols: int) -> 
         else:  # a few columns: each is a candidate against the bound so far
             r, c = np.nonzero(scores >= floor[:, None])
             found.append((r, c0 + c, scores[r, c]))
+        held += len(found[-1][0]) + (len(found[-2][0]) if nb >= m else 0)
+        if held > 4 * nq * m + scores.size:  # equal scores everywhere keep every one: hold only the best so far
+            found, held = [_best(found, floor, m)], nq * m
+    r, c, v = _best(found, floor, m)
+    top_s = np.full((nq, m), -np.inf, dtype=np.float32)
+    top_p = np.full((nq, m), -1, dtype=np.int64)
+    rank = np.arange(len(r)) - np.searchsorted(r, r)
+    top_s[r, rank], top_p[r, rank] = v, c
+    short = np.flatnonzero((top_p < 0).any(axis=1))
+    step = max(1, _SCORES_BYTES // (4 * n))
+    for s0 in range(0, len(short), step):  # NaN scores (no bound holds): rank whole rows, NaN last
+        rows = short[s0 : s0 + step]
+        scores = queries[rows] @ vectors.T
+        key = np.where(np.isnan(scores), np.inf, -scores)
+        pick = np.sort(np.argpartition(key, m - 1, axis=1)[:, :m], axis=1)
+        pick = np.take_along_axis(pick, np.argsort(np.take_along_axis(key, pick, axis=1), axis=1, kind="stable"), 1)
+        top_s[rows], top_p[rows] = np.take_along_axis(scores, pick, axis=1), pick
+    return top_s, top_p
+
+
+def _best(
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]], floor: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates ``(rows, positions, scores)`` that are each row's ``m`` best, by row, best first (equal
+    scores: the lower position first)."""
     r = np.concatenate([f[0] for f in found])
     c = np.concatenate([f[1] for f in found])
     v = np.concatenate([f[2] for f in found])
@@ -197,17 +223,8 @@ def _top_k_rows(queries: np.ndarray, vectors: np.ndarray, m: int, cols: int) -> 
     r, c, v = r[live], c[live], v[live]
     order = np.lexsort((c, -v, r))
     r, c, v = r[order], c[order], v[order]
-    rank = np.arange(len(r)) - np.searchsorted(r, r)
-    first = rank < m
-    top_s = np.full((nq, m), -np.inf, dtype=np.float32)
-    top_p = np.full((nq, m), -1, dtype=np.int64)
-    top_s[r[first], rank[first]], top_p[r[first], rank[first]] = v[first], c[first]
-    short = np.flatnonzero((top_p < 0).any(axis=1))
-    for row in short:  # NaN scores (no bound holds): rank the whole row, NaN last
-        scores = vectors @ queries[row]
-        pick = np.argsort(np.where(np.isnan(scores), np.inf, -scores), kind="stable")[:m]
-        top_s[row], top_p[row] = scores[pick], pick
-    return top_s, top_p
+    first = (np.arange(len(r)) - np.searchsorted(r, r)) < m
+    return r[first], c[first], v[first]
 
 
 def merge_top_k(
