@@ -206,9 +206,15 @@ def test_exact_top_k_of_a_batch_over_equal_scores_stays_small(monkeypatch) -> No
     """Every score equal (copies of one vector): each block keeps all its scores as candidates, so the search
     holds only each query's best so far between blocks; the lowest positions win."""
     monkeypatch.setattr(_index, "_SCORES_BYTES", 64_000)  # many blocks of columns
+    kept: list[int] = []
+    best = _index._best
+    monkeypatch.setattr(
+        _index, "_best", lambda found, floor, m: kept.append(sum(len(f[0]) for f in found)) or best(found, floor, m)
+    )
     X = np.ones((40_000, 4), np.float32) / 2
     ids = np.arange(40_000, dtype=np.int64) + 100
     Q = np.vstack([X[:50], np.full((2, 4), np.nan, np.float32)])
     sims, found = _index.exact_top_k(Q, X, ids, 10)
     assert (sims[:50] == 1).all() and (found[:50] == np.arange(100, 110)).all()
     assert (found[50:] >= 100).all() and np.isnan(sims[50:]).all()  # NaN queries still answer, NaN last
+    assert len(kept) > 2 and max(kept) < 52 * 40_000 // 4  # held the best so far, never every score
