@@ -193,16 +193,15 @@ def _use_threads(threads: int) -> None:
     (FAISS's OpenMP setting is per thread; BLAS's is per process)."""
     import faiss
     import torch
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_limits
 
     threads = max(1, min(threads, os.cpu_count() or 1))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     global _blas_threads
-    if _blas_threads != threads:
-        if any(lib["user_api"] == "blas" and lib["num_threads"] != threads for lib in threadpool_info()):
-            threadpool_limits(limits=threads, user_api="blas")
+    if _blas_threads != threads:  # once per process, not per batch: BLAS's setting is the process's
+        threadpool_limits(limits=threads, user_api="blas")
         _blas_threads = threads
 
 

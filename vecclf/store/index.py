@@ -171,7 +171,6 @@ def _top_k_rows(queries: np.ndarray, vectors: np.ndarray, m: int, cols: int) -> 
     nq, n = len(queries), len(vectors)
     floor = np.full(nq, -np.inf, dtype=np.float32)
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    held = 0
     for c0 in range(0, n, cols):
         scores = queries @ vectors[c0 : c0 + cols].T  # (nq, c)
         nb = scores.shape[1] // _BLOCK
@@ -191,9 +190,8 @@ def _top_k_rows(queries: np.ndarray, vectors: np.ndarray, m: int, cols: int) -> 
         else:  # a few columns: each is a candidate against the bound so far
             r, c = np.nonzero(scores >= floor[:, None])
             found.append((r, c0 + c, scores[r, c]))
-        held += len(found[-1][0]) + (len(found[-2][0]) if nb >= m else 0)
-        if held > 4 * nq * m + scores.size:  # equal scores everywhere keep every one: hold only the best so far
-            found, held = [_best(found, floor, m)], nq * m
+        if sum(len(f[0]) for f in found) > 4 * nq * m + scores.size:  # equal scores everywhere keep every one:
+            found = [_best(found, floor, m)]  # hold only the best so far
     r, c, v = _best(found, floor, m)
     top_s = np.full((nq, m), -np.inf, dtype=np.float32)
     top_p = np.full((nq, m), -1, dtype=np.int64)
