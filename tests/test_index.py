@@ -147,7 +147,7 @@ def test_merge_top_k_counts_shared_ids_once() -> None:
 
 
 @pytest.mark.parametrize("scores_bytes", [16 << 20, 40_000])  # one block of columns, or many (bounds carried over)
-@pytest.mark.parametrize("n", [10_240, 20_000 + 77])
+@pytest.mark.parametrize("n", [3_000, 10_240, 20_000 + 77])  # 3,000: fewer blocks than k for k = 16
 def test_exact_top_k_by_block_bounds_equals_a_full_sort(n, scores_bytes, monkeypatch) -> None:
     monkeypatch.setattr(_index, "_SCORES_BYTES", scores_bytes)
     rng = np.random.default_rng(n)
@@ -157,7 +157,7 @@ def test_exact_top_k_by_block_bounds_equals_a_full_sort(n, scores_bytes, monkeyp
     ids = np.arange(n, dtype=np.int64) * 3 + 1
     for nq in (1, 2, 8, 300):
         Q = np.vstack([X[[5, 7]], rng.normal(size=(nq, 16)).astype(np.float32)])[:nq]
-        for k in (1, 10):
+        for k in (1, 10, 16):
             sims, found = _index.exact_top_k(Q, X, ids, k)
             scores = Q @ X.T
             want = -np.sort(-scores, axis=1)[:, :k]
@@ -184,6 +184,21 @@ def test_exact_top_k_survives_nan_and_all_equal_scores() -> None:
         scores = Y @ Q[row]
         want = -np.sort(-np.where(np.isnan(scores), -np.inf, scores))[:10]
         np.testing.assert_allclose(sims[row], want, atol=1e-6)  # NaN scores rank last, finite ones ranked
+
+
+def test_exact_top_k_over_fewer_blocks_than_k_sorts_few_candidates(monkeypatch) -> None:
+    """Fewer stored vectors than k blocks (IVF centroids, a small store searched for 16 neighbours): the
+    chunk's own k-th best score bounds it, so only about k candidates per query are sorted, not every score."""
+    kept: list[int] = []
+    best = _index._best
+    monkeypatch.setattr(
+        _index, "_best", lambda found, floor, m: kept.append(sum(len(f[0]) for f in found)) or best(found, floor, m)
+    )
+    X = _clustered(4_000, 32, seed=6)
+    Q = _clustered(10, 32, seed=7)
+    sims, found = _index.exact_top_k(Q, X, np.arange(4_000, dtype=np.int64), 16)
+    np.testing.assert_array_equal(sims, -np.sort(-(Q @ X.T), axis=1)[:, :16])
+    assert kept and max(kept) <= 2 * 10 * 16
 
 
 @pytest.mark.parametrize("way", [None, "faiss", "ours"])

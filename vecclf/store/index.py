@@ -187,7 +187,9 @@ def _top_k_rows(queries: np.ndarray, vectors: np.ndarray, m: int, cols: int) -> 
             tail = scores[:, whole:]
             tr, tc = np.nonzero(tail >= floor[:, None])
             found.append((tr, c0 + whole + tc, tail[tr, tc]))
-        else:  # a few columns: each is a candidate against the bound so far
+        else:  # fewer than m blocks: the chunk's own m-th best score is a bound
+            if scores.shape[1] > m:
+                floor = np.fmax(floor, np.partition(scores, scores.shape[1] - m, axis=1)[:, scores.shape[1] - m])
             r, c = np.nonzero(scores >= floor[:, None])
             found.append((r, c0 + c, scores[r, c]))
         if sum(len(f[0]) for f in found) > 4 * nq * m + scores.size:  # equal scores everywhere keep every one:
