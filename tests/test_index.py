@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from vecclf.errors import InvalidInputError
-from vecclf.store import NewInput, Store
+from vecclf.store import NewInput, Store, vectors
 from vecclf.store import index as _index
+from vecclf.store.vectors import SpaceIndex
 
 
 def _clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -95,6 +96,49 @@ def test_ivf_store_finds_every_example_of_a_new_concept(tmp_path, monkeypatch) -
         assert again.info()["spaces"]["joint"]["index"] == "ivf" and again.count() == 12_000 + rounds * 10 - 1
         _, found = again.search("joint", new[10:], 8)
         assert len(set(found[0].tolist()) & set(ids[2:])) >= 7  # the retrained cells cover the new concept
+
+
+def test_ivf_looks_up_an_adds_cells_once_and_answers_as_faiss_does(monkeypatch) -> None:
+    """An add's vectors are looked up by its duplicate check, the add and their impostors' search: the cells
+    they fall in are found once (each look reads every centroid) and every answer is FAISS's own."""
+    d = 32
+    X = _clustered(12_000, d)
+    ids = np.arange(12_000, dtype=np.int64) + 1
+    index = _index.build("ivf", d, ids, X)
+    plain = faiss.clone_index(index)  # the same cells, searched and added to by FAISS alone
+    held = SpaceIndex(index, d, 12_000, _index.build("flat", d, ids[:0], X[:0]))
+    looked: list[int] = []
+    search = _index.search
+    centroids = faiss.extract_index_ivf(index).nlist
+
+    def counted(ix, q, k):  # lookups of the cells, not searches of the fresh tier
+        if ix.ntotal == centroids:
+            looked.append(len(q))
+        return search(ix, q, k)
+
+    monkeypatch.setattr(_index, "search", counted)
+    new, more = _clustered(10, d, seed=8), _clustered(3, d, seed=9)
+    new_ids = np.arange(20_001, 20_011, dtype=np.int64)
+    copies = held.nearest_copies(new)
+    params = faiss.SearchParametersIVF(nprobe=2)
+    np.testing.assert_array_equal(copies[1], plain.search(new, 1, params=params)[1])  # the two nearest cells
+    held.add(new_ids, new)
+    plain.add_with_ids(new, new_ids)
+    for i in range(plain.nlist):  # each vector went to the cell FAISS puts it in
+        assert plain.invlists.list_size(i) == index.invlists.list_size(i)
+    sims, found = held.search(new, 16)
+    want = plain.search(new, 16)
+    np.testing.assert_array_equal(found, want[1])
+    np.testing.assert_allclose(sims, want[0], rtol=1e-6)
+    assert looked == [10]  # the ten were assigned to cells once, for the three uses
+    held.search(np.vstack([new[:2], more]), 5)  # two remembered, three new
+    assert looked == [10, 3]
+    monkeypatch.setattr(vectors, "REMEMBERED_CELLS", 4)
+    held.search(_clustered(4, d, seed=10), 5)
+    assert len(held._cells) == 4  # the oldest forgotten
+    found = held.search(_clustered(6, d, seed=11), 5)[1]  # more than are remembered: FAISS's own search
+    np.testing.assert_array_equal(found, plain.search(_clustered(6, d, seed=11), 5)[1])
+    assert len(held._cells) == 4
 
 
 def test_auto_switches_to_ivf_past_the_threshold(tmp_path, monkeypatch) -> None:
@@ -196,7 +240,7 @@ def test_exact_top_k_over_fewer_blocks_than_k_sorts_few_candidates(monkeypatch) 
     )
     X = _clustered(4_000, 32, seed=6)
     Q = _clustered(10, 32, seed=7)
-    sims, found = _index.exact_top_k(Q, X, np.arange(4_000, dtype=np.int64), 16)
+    sims, _ = _index.exact_top_k(Q, X, np.arange(4_000, dtype=np.int64), 16)
     np.testing.assert_array_equal(sims, -np.sort(-(Q @ X.T), axis=1)[:, :16])
     assert kept and max(kept) <= 2 * 10 * 16
 

@@ -3,12 +3,18 @@
 An IVF index also keeps a *fresh tier*: the vectors added since its cells were trained, in a small
 exact index searched beside the cells (results merged). A brand-new concept unlike anything seen at
 training time scatters over cells a query does not probe; the fresh tier finds all of it at once.
+
+An IVF index also remembers which cells the vectors it last looked up fall in. Finding them reads every
+centroid (8 MB at 1M vectors: about as long as scanning the cells), and an add looks up the same vectors
+three times in a row: its duplicate check, the add itself, and the search for their nearest impostors that
+the next prediction's thresholds make.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,9 @@ from . import index as kinds
 
 VectorReader = Callable[..., tuple[np.ndarray, np.ndarray]]
 """``read(ids=None, after=0) -> (ids, vectors)`` from the catalogue."""
+
+REMEMBERED_CELLS = 4096  # vectors whose IVF cells are remembered; a search or add of more at once is FAISS's own
+_COPY_CELLS = 2  # cells searched for a copy of a vector (see SpaceIndex.nearest_copies)
 
 
 def file_sha256(path: Path) -> str:
@@ -49,6 +58,13 @@ class SpaceIndex:
         self.dim = dim
         self.trained_through = trained_through  # the last id the IVF cells were trained with
         self.fresh = fresh
+        self._ivf = faiss.extract_index_ivf(index) if kinds.kind_of(index) == "ivf" else None
+        if self._ivf is not None:
+            # Queries split between threads inside search_preassigned too (FAISS's default splits them only in
+            # its own search: a search whose cells are given would run on one thread, ~1.5x as long).
+            self._ivf.parallel_mode = 3
+        self._cells: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # vector bytes -> (similarities, cells)
+        self._cells_lock = threading.Lock()  # readers search at once
 
     # ------------------------------------------------------------- making
     @classmethod
@@ -102,7 +118,12 @@ class SpaceIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` over everything held (cells and fresh tier merged); FAISS's ``-1`` padding kept."""
-        return self._with_fresh(kinds.search(self.index, queries, k), queries, k)
+        ivf = self._ivf
+        if ivf is None or len(queries) > REMEMBERED_CELLS:
+            return self._with_fresh(kinds.search(self.index, queries, k), queries, k)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        sims, cells = self._assigned(queries)
+        return self._with_fresh(self._scan(queries, k, cells, sims), queries, k)
 
     def nearest_copies(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each query's nearest held vector, looked for only where a (near-)identical copy can be: for IVF,
@@ -111,10 +132,50 @@ class SpaceIndex:
 
         Checking a write's vectors for duplicates this way reads 2 cells per vector instead of ``nprobe``.
         """
-        if self.kind != "ivf":
+        ivf = self._ivf
+        if ivf is None:
             return self.search(queries, 1)
-        params = faiss.SearchParametersIVF(nprobe=min(2, faiss.extract_index_ivf(self.index).nlist))  # type: ignore[call-arg]
-        return self._with_fresh(self.index.search(queries, 1, params=params), queries, 1)
+        if ivf.nprobe <= _COPY_CELLS or len(queries) > REMEMBERED_CELLS:
+            params = faiss.SearchParametersIVF(nprobe=min(_COPY_CELLS, ivf.nlist))  # type: ignore[call-arg]
+            return self._with_fresh(self.index.search(queries, 1, params=params), queries, 1)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        sims, cells = self._assigned(queries)
+        near = cells.copy()
+        near[:, _COPY_CELLS:] = -1  # FAISS skips a cell number below 0
+        return self._with_fresh(self._scan(queries, 1, near, sims), queries, 1)
+
+    def _scan(self, queries: np.ndarray, k: int, cells: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's top-``k`` of each query among the vectors of its ``cells`` (``sims``: its similarity to them)."""
+        ivf: Any = self._ivf  # FAISS's stubs type the C++ signature, not the Python wrapper called here
+        found: tuple[np.ndarray, np.ndarray] = ivf.search_preassigned(queries, k, cells, sims)
+        return found
+
+    def _assigned(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's ``nprobe`` nearest cells, best first: ``(similarities, cell numbers)``, remembered for
+        the last :data:`REMEMBERED_CELLS` vectors looked up."""
+        ivf = self._ivf
+        assert ivf is not None
+        keys = [row.tobytes() for row in queries]
+        sims = np.empty((len(queries), ivf.nprobe), np.float32)
+        cells = np.empty((len(queries), ivf.nprobe), np.int64)
+        missing = []
+        with self._cells_lock:
+            for i, key in enumerate(keys):
+                held = self._cells.get(key)
+                if held is not None and len(held[1]) == ivf.nprobe:
+                    sims[i], cells[i] = held
+                else:
+                    missing.append(i)
+        if missing:
+            sims[missing], cells[missing] = kinds.search(
+                faiss.downcast_index(ivf.quantizer), queries[missing], ivf.nprobe
+            )
+            with self._cells_lock:
+                for i in missing:
+                    self._cells[keys[i]] = (sims[i].copy(), cells[i].copy())
+                for old in list(self._cells)[: max(0, len(self._cells) - REMEMBERED_CELLS)]:
+                    del self._cells[old]
+        return sims, cells
 
     def _with_fresh(
         self, cells: tuple[np.ndarray, np.ndarray], queries: np.ndarray, k: int
@@ -156,7 +217,14 @@ class SpaceIndex:
     # ------------------------------------------------------------- writing
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Hold new vectors (new vectors go to their nearest IVF cell and to the fresh tier)."""
-        self.index.add_with_ids(vectors, ids)
+        ivf = self._ivf
+        if ivf is None or len(vectors) > REMEMBERED_CELLS:
+            self.index.add_with_ids(vectors, ids)
+        else:
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+            ids = np.ascontiguousarray(ids, dtype=np.int64)
+            nearest = np.ascontiguousarray(self._assigned(vectors)[1][:, 0])
+            ivf.add_core(len(ids), faiss.swig_ptr(vectors), faiss.swig_ptr(ids), faiss.swig_ptr(nearest))
         if self.fresh is not None:
             self.fresh.add_with_ids(vectors, ids)
 
