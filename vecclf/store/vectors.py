@@ -60,9 +60,10 @@ class SpaceIndex:
         self.fresh = fresh
         self._ivf = faiss.extract_index_ivf(index) if kinds.kind_of(index) == "ivf" else None
         if self._ivf is not None:
-            # Queries split between threads inside search_preassigned too (FAISS's default splits them only in
-            # its own search: a search whose cells are given would run on one thread, ~1.5x as long).
-            self._ivf.parallel_mode = 3
+            # Each query's cells split between threads, inside search_preassigned too (FAISS's default splits
+            # queries, and only in its own search: a search whose cells are given ran on one thread, ~1.5x as
+            # long, and a single query always did).
+            self._ivf.parallel_mode = 2
         self._cells: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # vector bytes -> (similarities, cells)
         self._cells_lock = threading.Lock()  # readers search at once
 
