@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import solid_image
 
-from vecclf.classify.openset import calibrate, check_quantile, evidence, genuine_similarities
+from vecclf.classify.openset import _pooled_quantile, calibrate, check_quantile, evidence, genuine_similarities
 from vecclf.errors import InvalidInputError
 
 
@@ -61,6 +61,24 @@ def test_shrinkage_pulls_small_concepts_to_the_pooled_estimate() -> None:
     own = np.quantile(genuine["c3"], 0.01)  # ~1.0: its three examples are nearly identical
     pooled = np.quantile(np.concatenate(list(genuine.values())), 0.01)
     assert abs(values["c3"] - pooled) < abs(values["c3"] - own)  # 3 examples weigh 3 against 100
+
+
+def test_thresholds_kept_between_calls_are_those_computed_afresh() -> None:
+    """A caller's memo (each concept's genuine values sorted once) gives the same thresholds, to the bit, as a
+    calibration from scratch: the pooled quantile is taken from each concept's lowest values only."""
+    rng = np.random.default_rng(11)
+    memo: dict = {}
+    for _ in range(60):
+        genuine = {f"c{i}": rng.normal(0.7, 0.05, rng.integers(0, 900)).astype(np.float32) for i in range(8)}
+        genuine["ties"] = np.round(rng.normal(0.8, 0.05, rng.integers(1, 30)), 2).astype(np.float32)
+        impostor = {c: rng.normal(0.4, 0.05, 50) for c in genuine}
+        for q in (0.001, 0.01, 0.2, 0.49):
+            kept = calibrate(genuine, impostor, quantile=q, memo=memo)
+            fresh = calibrate(genuine, impostor, quantile=q)
+            assert kept.open_set == fresh.open_set and kept.verify == fresh.verify
+        pooled = np.concatenate([np.asarray(v, np.float64) for v in genuine.values()])
+        for q in (0.0, 0.001, 0.01, 0.2, 0.5, 0.99, 1.0):  # the pooled quantile itself, at any quantile
+            assert _pooled_quantile(genuine, pooled, q, memo) == float(np.quantile(pooled, q))
 
 
 def test_one_example_per_concept_and_other_edges() -> None:

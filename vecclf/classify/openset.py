@@ -123,17 +123,41 @@ def _cuts(gen: np.ndarray, imp: np.ndarray, q: float, identity: bool) -> tuple[f
     return -np.inf, -np.inf, "none"
 
 
-def _own_quantile(
-    concept: str, values: np.ndarray, q: float, memo: dict[str, tuple[np.ndarray, dict[float, float]]] | None
-) -> float:
-    if memo is None:
-        return float(np.quantile(np.asarray(values, dtype=np.float64), q))
+QuantileMemo = dict[str, tuple[np.ndarray, np.ndarray, dict[float, float]]]
+"""Per concept: its genuine array, the same sorted (float64), and its quantiles computed so far."""
+
+
+def _known(concept: str, values: np.ndarray, memo: QuantileMemo) -> tuple[np.ndarray, np.ndarray, dict[float, float]]:
     entry = memo.get(concept)
     if entry is None or entry[0] is not values:
-        entry = memo[concept] = (values, {})
-    if q not in entry[1]:
-        entry[1][q] = float(np.quantile(np.asarray(values, dtype=np.float64), q))
-    return entry[1][q]
+        entry = memo[concept] = (values, np.sort(np.asarray(values, dtype=np.float64)), {})
+    return entry
+
+
+def _own_quantile(concept: str, values: np.ndarray, q: float, memo: QuantileMemo | None) -> float:
+    if memo is None:
+        return float(np.quantile(np.asarray(values, dtype=np.float64), q))
+    known = _known(concept, values, memo)[2]
+    if q not in known:
+        known[q] = float(np.quantile(np.asarray(values, dtype=np.float64), q))
+    return known[q]
+
+
+def _pooled_quantile(genuine: Mapping[str, np.ndarray], gen: np.ndarray, q: float, memo: QuantileMemo | None) -> float:
+    """``np.quantile(gen, q)`` of the pooled genuine similarities ``gen``. With ``memo``, from each concept's
+    lowest values only: the two values around rank ``q * (n - 1)`` of the pool are among each concept's first
+    that many + 2, so at a low quantile a few hundred values per concept are gathered instead of partitioning
+    every one (~0.5 ms at 20 concepts of 2,000 examples, on every prediction after a write)."""
+    n = len(gen)
+    if memo is None or n == 0:
+        return float(np.quantile(gen, q))
+    at = (n - 1) * q  # numpy's "linear" virtual index
+    below = int(np.floor(at))
+    low = np.concatenate([_known(c, v, memo)[1][: below + 2] for c, v in genuine.items() if len(v)])
+    above = min(below + 1, n - 1)
+    low.partition([below, above])
+    a, b, t = low[below], low[above], at - below
+    return float(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)  # numpy's _lerp
 
 
 def calibrate(
@@ -142,13 +166,13 @@ def calibrate(
     *,
     quantile: float,
     identity: bool = False,
-    memo: dict[str, tuple[np.ndarray, dict[float, float]]] | None = None,
+    memo: QuantileMemo | None = None,
 ) -> Calibrated:
     """Per-concept thresholds (``-inf``: never unknown) from each concept's genuine and impostor similarities.
 
     ``identity``: the embedder was trained to separate identities (see the module's rule). ``memo``: per concept,
-    its genuine array and quantiles of it already computed (a caller keeping unchanged arrays between calls
-    saves one quantile per concept per call). Verification uses
+    its genuine array, sorted, and quantiles of it already computed (a caller keeping unchanged arrays between
+    calls saves a quantile per concept and most of the pooled one's work per call). Verification uses
     the space's cut between genuine and impostor where it is higher than the open-set threshold (so a verified
     input is never "unknown"); at quantile 0 the open set is off and verification keeps the default quantile's.
     """
@@ -157,7 +181,7 @@ def calibrate(
     gen, imp = _pooled(genuine), _pooled(impostor)
     open_cut, verify_cut, method = _cuts(gen, imp, q or DEFAULT_QUANTILE, identity)
     open_set: dict[str, float] = {}
-    pooled_q = float(np.quantile(gen, q)) if q and method not in ("none", "impostors-only") else 0.0
+    pooled_q = _pooled_quantile(genuine, gen, q, memo) if q and method not in ("none", "impostors-only") else 0.0
     for c in concepts:
         own = np.asarray(genuine.get(c, ()), dtype=np.float64)
         if q == 0 or method == "none":

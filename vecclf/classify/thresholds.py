@@ -53,7 +53,7 @@ class StoreThresholds:
         self.store = store
         self._evidence: dict[str, _Evidence] = {}
         self._cached: dict[tuple[str, float], Thresholds] = {}
-        self._quantiles: dict[str, dict[str, tuple[np.ndarray, dict[float, float]]]] = {}
+        self._quantiles: dict[str, openset.QuantileMemo] = {}
 
     @property
     def identity(self) -> bool:
