@@ -373,7 +373,10 @@ class Catalogue:
     ) -> None:
         con = self.db()
         now = datetime.now(UTC).replace(tzinfo=None)  # created_at, in UTC
-        rows = pa.table(
+        # Each Arrow table is read by name by DuckDB's scan of the caller's variables: ~0.3 ms less per statement
+        # than from_arrow(...).insert_into, which binds a relation first (an add is ~8 statements of ~1 ms), and
+        # as fast for 20,000 rows.
+        new_input_rows = pa.table(  # noqa: F841  (read by name in the SQL below)
             {
                 "id": pa.array(ids, pa.int64()),
                 "kind": [it.kind for it in items],
@@ -388,17 +391,17 @@ class Catalogue:
                 "created_at": pa.array([now] * len(items), pa.timestamp("us")),
             }
         )
-        con.from_arrow(rows).insert_into("inputs")  # every column, in the table's order
+        con.execute("INSERT INTO inputs SELECT * FROM new_input_rows")  # every column, in the table's order
         labels = [(ids[i], concept_ids[n], pos) for i, marks in enumerate(marks_of) for n, pos in marks.items()]
         if labels:
-            label_rows = pa.table(
+            new_label_rows = pa.table(  # noqa: F841  (read by name in the SQL below)
                 {
                     "input_id": pa.array([r[0] for r in labels], pa.int64()),
                     "concept_id": pa.array([r[1] for r in labels], pa.int64()),
                     "positive": pa.array([r[2] for r in labels], pa.bool_()),
                 }
             )
-            con.from_arrow(label_rows).insert_into("labels")  # no register/unregister: ~1 ms less
+            con.execute("INSERT INTO labels SELECT * FROM new_label_rows")
         thumbs = [(ids[i], it.thumbnail) for i, it in enumerate(items) if it.thumbnail]
         if thumbs:
             con.executemany("INSERT INTO thumbnails VALUES (?, ?)", thumbs)
@@ -430,6 +433,8 @@ class Catalogue:
 
     def insert_vectors(self, space: str, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Insert one space's vectors (inside a transaction)."""
+        # A relation, not a table read by name as in _insert_rows: that scan read a fixed-size list column 5x as
+        # slowly (20,000 vectors: 1.27 s vs 0.25 s).
         self.db().from_arrow(_vector_table(ids, vectors)).insert_into(schema.space_table(space))
 
     def with_frames(self, ids: Sequence[int]) -> tuple[set[int], list[tuple[int, str]]]:
