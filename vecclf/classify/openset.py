@@ -137,9 +137,9 @@ def _known(concept: str, values: np.ndarray, memo: QuantileMemo) -> tuple[np.nda
 def _own_quantile(concept: str, values: np.ndarray, q: float, memo: QuantileMemo | None) -> float:
     if memo is None:
         return float(np.quantile(np.asarray(values, dtype=np.float64), q))
-    known = _known(concept, values, memo)[2]
+    _, ordered, known = _known(concept, values, memo)
     if q not in known:
-        known[q] = float(np.quantile(np.asarray(values, dtype=np.float64), q))
+        known[q] = float(np.quantile(ordered, q))  # the float64 copy kept for the pooled quantile: same values
     return known[q]
 
 
