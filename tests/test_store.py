@@ -136,6 +136,66 @@ def test_generation_counts_each_write_once_and_survives_reopen(clf, image_files)
         assert s.generation("joint") == 3
 
 
+def test_input_ids_ascend_and_are_never_reused_across_failures_reopens_and_kills(clf, monkeypatch) -> None:
+    import duckdb
+
+    from vecclf.store.catalogue import Catalogue
+
+    rng = np.random.default_rng(0)
+
+    def items(n: int, tag: str) -> list[NewInput]:
+        v = rng.normal(size=(n, 64)).astype(np.float32)
+        return [NewInput("text", "joint", f"{tag}{i}", v[i] / np.linalg.norm(v[i]), text=f"{tag}{i}") for i in range(n)]
+
+    first = clf.store.add(items(3, "a"))
+    second = clf.store.add(items(2, "b"))  # from the ids the first write took beyond its own
+    assert second == [first[-1] + 1, first[-1] + 2]
+
+    def broken(*args: object) -> None:
+        raise duckdb.IOException("disk gone")
+
+    monkeypatch.setattr(Catalogue, "insert_vectors", broken)
+    with pytest.raises(Exception, match="disk gone"):  # fails inside the transaction, after taking ids
+        clf.store.add(items(100, "c"))  # more than the ids taken: more are taken inside it
+    monkeypatch.undo()
+    third = clf.store.add(items(2, "d"))
+    assert min(third) > second[-1]
+    path = clf.store.path
+    clf.close()  # unused ids go back: the next process goes on without a gap
+    with Store.open(path) as store:
+        fourth = store.add(items(1, "e"))
+        assert fourth == [third[-1] + 1]
+    killed = _run_py(
+        f"""
+        import os, signal
+        import numpy as np
+        from vecclf.store import NewInput, Store
+        store = Store.open({str(path)!r})
+        ids = store.add([NewInput("text", "joint", "k", np.ones(64, np.float32) / 8, text="k")])
+        print(ids[0], flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # no close: the ids it took stay taken
+        """
+    )
+    crashed = int(killed.stdout.split()[0])
+    assert crashed == fourth[0] + 1
+    with Store.open(path) as store:
+        fifth = store.add(items(2, "f"))
+        assert min(fifth) > crashed
+        assert [r.text for r in store.get([*first, *second, *third, *fourth, crashed, *fifth])] == [
+            "a0",
+            "a1",
+            "a2",
+            "b0",
+            "b1",
+            "d0",
+            "d1",
+            "e0",
+            "k",
+            "f0",
+            "f1",
+        ]
+
+
 def test_second_writer_fails_fast_naming_holder(clf) -> None:
     out = _run_py(
         f"""

@@ -37,6 +37,9 @@ REFUSED_VALUES = (
 )
 
 
+ID_BLOCK = 64  # input ids taken from the sequence at once (see Catalogue._new_ids)
+
+
 def _vector_table(ids: np.ndarray, vectors: np.ndarray) -> pa.Table:
     dim = vectors.shape[1]
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
@@ -65,6 +68,7 @@ class Catalogue:
         self._gens: dict[str, int] = {}
         self._concept_map: dict[str, int] | None = None  # name -> id
         self._head_gens: dict[str, int | None] = {}  # every prediction asks: a DuckDB round trip is ~1 ms
+        self._spare_ids: list[int] = []  # input ids taken from the sequence in a committed write, not used yet
 
     # ------------------------------------------------------------- connection
     @staticmethod
@@ -121,7 +125,13 @@ class Catalogue:
         return cursor
 
     def close(self) -> None:
-        """Close every cursor and the connection."""
+        """Give unused input ids back to the sequence, then close every cursor and the connection."""
+        if self._spare_ids and self._con is not None:
+            try:  # ids stay gapless across processes; after a crash the next ids merely skip these
+                self._con.execute("SELECT setval('input_ids', ?)", [self._spare_ids[0] - 1]).fetchall()
+            except duckdb.Error:
+                pass  # a broken connection: the unused ids are skipped, nothing else
+            self._spare_ids.clear()
         for cursor in self._cursors:
             cursor.close()
         self._cursors.clear()
@@ -166,6 +176,7 @@ class Catalogue:
         self._gens.clear()
         self._concept_map = None
         self._head_gens.clear()
+        self._spare_ids.clear()
 
     def row(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """First row of a query or None (fetching everything: DuckDB 2 rejects half-read results)."""
@@ -361,12 +372,24 @@ class Catalogue:
     def insert(self, items: Sequence[NewInput], marks_of: Sequence[Marks]) -> tuple[list[int], set[str]]:
         """Insert inputs, their labels, thumbnails and vectors (inside a transaction); returns
         ``(new ids, names of concepts created)``."""
-        con = self.db()
         created: set[str] = set()
         concept_ids = self.concept_ids({n for marks in marks_of for n in marks}, create=True, created=created)
-        ids = [int(r[0]) for r in con.execute("SELECT nextval('input_ids') FROM range(?)", [len(items)]).fetchall()]
+        ids = self._new_ids(len(items))
         self._insert_rows(ids, items, marks_of, concept_ids)
         return ids, created
+
+    def _new_ids(self, n: int) -> list[int]:
+        """``n`` new input ids, ascending, taken from the sequence :data:`ID_BLOCK` at a time (inside a
+        transaction): an add of a few inputs then costs no statement for its ids. DuckDB's sequence is not
+        rolled back with a transaction, but its value is written with the commit of the one that took it: ids
+        left over from a committed write are safe to use later (a crash cannot hand them out again), those of a
+        failed one are dropped (:meth:`forget`), and :meth:`close` gives the unused ones back."""
+        if len(self._spare_ids) < n:
+            take = max(ID_BLOCK, n - len(self._spare_ids))
+            rows = self.db().execute("SELECT nextval('input_ids') FROM range(?)", [take]).fetchall()
+            self._spare_ids += [int(r[0]) for r in rows]
+        ids, self._spare_ids = self._spare_ids[:n], self._spare_ids[n:]
+        return ids
 
     def _insert_rows(
         self, ids: list[int], items: Sequence[NewInput], marks_of: Sequence[Marks], concept_ids: dict[str, int]
