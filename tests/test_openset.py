@@ -177,3 +177,26 @@ def test_a_query_beside_a_new_concepts_examples_is_never_unknown(tmp_path, index
         answers.append((pred.concept, name))
     clf.close()
     assert all(concept == name for concept, name in answers), answers
+
+
+def test_older_concepts_stacked_grow_in_place_and_restack_when_one_changes() -> None:
+    """A new concept's examples meet every older concept's sample in one product: the stack is extended as
+    concepts are added (not copied again) and rebuilt when a concept's sample is replaced or goes."""
+    from vecclf.classify.thresholds import _Stacked
+
+    rng = np.random.default_rng(0)
+    parts = [(f"c{i}", rng.normal(size=(int(rng.integers(1, 9)), 8)).astype(np.float32)) for i in range(12)]
+    stacked = _Stacked()
+    buffers = set()
+    for n in range(1, 13):
+        rows = stacked.of(parts[:n])
+        np.testing.assert_array_equal(rows, np.vstack([v for _, v in parts[:n]]))
+        assert stacked.offsets == [0, *np.cumsum([len(v) for _, v in parts[:n]]).tolist()]
+        buffers.add(id(rows.base))
+    assert len(buffers) <= 5  # grown by doubling: a handful of allocations for twelve additions
+    parts[3] = ("c3", parts[3][1] + 1)  # a new sample of an older concept: stacked again
+    replaced = stacked.of(parts)
+    np.testing.assert_array_equal(replaced, np.vstack([v for _, v in parts]))
+    del parts[5]  # a concept deleted
+    np.testing.assert_array_equal(stacked.of(parts), np.vstack([v for _, v in parts]))
+    assert stacked.offsets[-1] == sum(len(v) for _, v in parts)

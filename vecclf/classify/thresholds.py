@@ -34,6 +34,35 @@ class _Evidence:
     impostor: dict[str, _Sample]
 
 
+class _Stacked:
+    """The older concepts' sampled vectors as one array, grown in place while concepts are only added: a new
+    concept's examples meet all of them in one product rather than one per concept (150 concepts: 150 small
+    products and masks), and the array is not copied together again on each write."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[str, np.ndarray]] = []
+        self._rows = np.zeros((0, 0), np.float32)
+        self.offsets = [0]
+
+    def of(self, parts: list[tuple[str, np.ndarray]]) -> np.ndarray:
+        """``parts`` (name, vectors), stacked in their order; concept ``i`` is rows ``offsets[i]:offsets[i+1]``."""
+        n = len(self._parts)
+        if len(parts) < n or any(a[0] != b[0] or a[1] is not b[1] for a, b in zip(parts, self._parts)):
+            self._parts, self.offsets, n = [], [0], 0  # one changed or went: stacked again
+        for name, vectors in parts[n:]:
+            start, end = self.offsets[-1], self.offsets[-1] + len(vectors)
+            if self._rows.shape[1] != vectors.shape[1]:
+                self._rows = np.zeros((0, vectors.shape[1]), np.float32)
+            if end > len(self._rows):
+                grown = np.empty((max(end, 2 * len(self._rows)), vectors.shape[1]), np.float32)
+                grown[:start] = self._rows[:start]
+                self._rows = grown
+            self._rows[start:end] = vectors
+            self._parts.append((name, vectors))
+            self.offsets.append(end)
+        return self._rows[: self.offsets[-1]]
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """A space's thresholds at one generation and quantile, and how they were set."""
@@ -54,6 +83,7 @@ class StoreThresholds:
         self._evidence: dict[str, _Evidence] = {}
         self._cached: dict[tuple[str, float], Thresholds] = {}
         self._quantiles: dict[str, openset.QuantileMemo] = {}
+        self._stacked: dict[str, _Stacked] = {}
 
     @property
     def identity(self) -> bool:
@@ -148,9 +178,13 @@ class StoreThresholds:
         new_vectors = vecs[queries]
         labelled = view.matrix[locate(view.label_roots, np.concatenate([m for _, m, _ in rows_of]))[0]] > 0
         column_of = {c: j for j, c in enumerate(view.classes)}
-        for c, sample in older.items():
-            if len(sample.vectors):
-                near = new_vectors @ sample.vectors.T
-                near[labelled[:, column_of[c]]] = -np.inf
-                near[near >= openset.SAME_EXAMPLE] = -np.inf
-                np.maximum(sample.nearest, near.max(axis=0), out=sample.nearest)
+        order = [c for c in view.classes if c in older and len(older[c].vectors)]
+        stacked = self._stacked.setdefault(space, _Stacked())
+        rows = stacked.of([(c, older[c].vectors) for c in order])
+        near = rows @ new_vectors.T  # (older examples, new examples)
+        columns = np.repeat([column_of[c] for c in order], np.diff(stacked.offsets)).astype(np.int64)
+        near[labelled[:, columns].T] = -np.inf
+        near[near >= openset.SAME_EXAMPLE] = -np.inf
+        best = near.max(axis=1, initial=-np.inf)
+        for c, start, end in zip(order, stacked.offsets, stacked.offsets[1:]):
+            np.maximum(older[c].nearest, best[start:end], out=older[c].nearest)
