@@ -181,22 +181,27 @@ def test_a_query_beside_a_new_concepts_examples_is_never_unknown(tmp_path, index
 
 def test_older_concepts_stacked_grow_in_place_and_restack_when_one_changes() -> None:
     """A new concept's examples meet every older concept's sample in one product: the stack is extended as
-    concepts are added (not copied again) and rebuilt when a concept's sample is replaced or goes."""
-    from vecclf.classify.thresholds import _Stacked
+    concepts are added (not copied together again), holds each sample's vectors once (the samples become views of
+    it), and is rebuilt when a concept's sample is replaced or goes."""
+    from vecclf.classify.thresholds import _Sample, _Stacked
 
     rng = np.random.default_rng(0)
-    parts = [(f"c{i}", rng.normal(size=(int(rng.integers(1, 9)), 8)).astype(np.float32)) for i in range(12)]
+    values = [rng.normal(size=(int(rng.integers(1, 9)), 8)).astype(np.float32) for _ in range(12)]
+    samples = [(f"c{i}", _Sample(v.copy(), np.zeros(len(v)))) for i, v in enumerate(values)]
     stacked = _Stacked()
     buffers = set()
     for n in range(1, 13):
-        rows = stacked.of(parts[:n])
-        np.testing.assert_array_equal(rows, np.vstack([v for _, v in parts[:n]]))
-        assert stacked.offsets == [0, *np.cumsum([len(v) for _, v in parts[:n]]).tolist()]
+        rows = stacked.of(samples[:n])
+        np.testing.assert_array_equal(rows, np.vstack(values[:n]))
+        assert stacked.offsets == [0, *np.cumsum([len(v) for v in values[:n]]).tolist()]
+        assert all(s.vectors.base is rows.base for _, s in samples[:n])  # views of the stack: held once
+        np.testing.assert_array_equal(samples[2][1].vectors, values[2])
         buffers.add(id(rows.base))
-    assert len(buffers) <= 5  # grown by doubling: a handful of allocations for twelve additions
-    parts[3] = ("c3", parts[3][1] + 1)  # a new sample of an older concept: stacked again
-    replaced = stacked.of(parts)
-    np.testing.assert_array_equal(replaced, np.vstack([v for _, v in parts]))
-    del parts[5]  # a concept deleted
-    np.testing.assert_array_equal(stacked.of(parts), np.vstack([v for _, v in parts]))
-    assert stacked.offsets[-1] == sum(len(v) for _, v in parts)
+    assert len(buffers) <= 6  # grown by half again each time: a handful of allocations for twelve additions
+    values[3] = values[3] + 1  # an older concept measured again: a new sample, stacked again
+    samples[3] = ("c3", _Sample(values[3].copy(), np.zeros(len(values[3]))))
+    np.testing.assert_array_equal(stacked.of(samples), np.vstack(values))
+    del samples[5], values[5]  # a concept deleted
+    rows = stacked.of(samples)
+    np.testing.assert_array_equal(rows, np.vstack(values))
+    assert stacked.offsets[-1] == len(rows) and all(s.vectors.base is rows.base for _, s in samples)

@@ -36,30 +36,37 @@ class _Evidence:
 
 class _Stacked:
     """The older concepts' sampled vectors as one array, grown in place while concepts are only added: a new
-    concept's examples meet all of them in one product rather than one per concept (150 concepts: 150 small
-    products and masks), and the array is not copied together again on each write."""
+    concept's examples meet all of them in one product rather than one per concept, and the array is not
+    copied together again on each write. Each sample's ``vectors`` becomes a view of its rows: held once."""
 
     def __init__(self) -> None:
-        self._parts: list[tuple[str, np.ndarray]] = []
+        self._held: list[tuple[str, np.ndarray]] = []  # (concept, the view its sample holds)
         self._rows = np.zeros((0, 0), np.float32)
         self.offsets = [0]
 
-    def of(self, parts: list[tuple[str, np.ndarray]]) -> np.ndarray:
-        """``parts`` (name, vectors), stacked in their order; concept ``i`` is rows ``offsets[i]:offsets[i+1]``."""
-        n = len(self._parts)
-        if len(parts) < n or any(a[0] != b[0] or a[1] is not b[1] for a, b in zip(parts, self._parts)):
-            self._parts, self.offsets, n = [], [0], 0  # one changed or went: stacked again
-        for name, vectors in parts[n:]:
-            start, end = self.offsets[-1], self.offsets[-1] + len(vectors)
-            if self._rows.shape[1] != vectors.shape[1]:
-                self._rows = np.zeros((0, vectors.shape[1]), np.float32)
-            if end > len(self._rows):
-                grown = np.empty((max(end, 2 * len(self._rows)), vectors.shape[1]), np.float32)
-                grown[:start] = self._rows[:start]
-                self._rows = grown
-            self._rows[start:end] = vectors
-            self._parts.append((name, vectors))
-            self.offsets.append(end)
+    def of(self, samples: list[tuple[str, _Sample]]) -> np.ndarray:
+        """The ``samples`` (concept, sample) stacked in their order; concept ``i`` is rows
+        ``offsets[i]:offsets[i+1]``."""
+        n = len(self._held)
+        if len(samples) < n or any(c != h[0] or s.vectors is not h[1] for (c, s), h in zip(samples, self._held)):
+            self._held, self.offsets, n = [], [0], 0  # one was measured again or went: stacked again
+            self._rows = np.zeros((0, 0), np.float32)
+        dim = samples[0][1].vectors.shape[1] if samples else 0
+        end = self.offsets[-1] + sum(len(s.vectors) for _, s in samples[n:])
+        if end > len(self._rows) or self._rows.shape[1] != dim:
+            grown = np.empty((end + end // 2, dim), np.float32)
+            if n:
+                grown[: self.offsets[-1]] = self._rows[: self.offsets[-1]]
+            self._rows, self._held = grown, []
+            for (c, s), start, stop in zip(samples[:n], self.offsets, self.offsets[1:]):
+                s.vectors = grown[start:stop]
+                self._held.append((c, s.vectors))
+        for c, s in samples[n:]:
+            start, stop = self.offsets[-1], self.offsets[-1] + len(s.vectors)
+            self._rows[start:stop] = s.vectors
+            s.vectors = self._rows[start:stop]
+            self._held.append((c, s.vectors))
+            self.offsets.append(stop)
         return self._rows[: self.offsets[-1]]
 
 
@@ -180,7 +187,7 @@ class StoreThresholds:
         column_of = {c: j for j, c in enumerate(view.classes)}
         order = [c for c in view.classes if c in older and len(older[c].vectors)]
         stacked = self._stacked.setdefault(space, _Stacked())
-        rows = stacked.of([(c, older[c].vectors) for c in order])
+        rows = stacked.of([(c, older[c]) for c in order])
         near = rows @ new_vectors.T  # (older examples, new examples)
         columns = np.repeat([column_of[c] for c in order], np.diff(stacked.offsets)).astype(np.int64)
         near[labelled[:, columns].T] = -np.inf
