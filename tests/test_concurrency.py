@@ -83,8 +83,9 @@ def test_eight_readers_and_a_writer(clf) -> None:
 
     def writer() -> None:
         try:
-            for i in range(15):
-                ids = clf.add([solid_image(colours["green"], seed=1000 + i)], ["green"]).ids
+            for i in range(15):  # every third a new concept: the older concepts' evidence is extended meanwhile
+                concept = f"new{i}" if i % 3 == 2 else "green"
+                ids = clf.add([solid_image(colours["green"], seed=1000 + i)], [concept]).ids
                 if i % 2:
                     clf.delete(ids)
         except BaseException as exc:
@@ -102,3 +103,9 @@ def test_eight_readers_and_a_writer(clf) -> None:
     assert answers[0] > 8
     assert clf.store.count() == 15 + 8  # 15 added, 7 deleted
     assert clf.store.count() == len(clf.store.vectors("joint")[0])  # FAISS agrees with DuckDB
+    from vecclf.classify.thresholds import StoreThresholds
+
+    fresh = StoreThresholds(clf.store).get(
+        "joint", clf.store.stored_label_view("joint"), clf.predictor.unknown_quantile
+    )
+    assert clf.thresholds("joint") == pytest.approx(fresh.values, abs=1e-6)  # kept up under readers = afresh

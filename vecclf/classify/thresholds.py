@@ -9,6 +9,7 @@ older concepts' sampled examples are compared with the new ones (their nearest i
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +92,7 @@ class StoreThresholds:
         self._cached: dict[tuple[str, float], Thresholds] = {}
         self._quantiles: dict[str, openset.QuantileMemo] = {}
         self._stacked: dict[str, _Stacked] = {}
+        self._lock = threading.Lock()  # readers predict at once; the evidence and its stack are updated in place
 
     @property
     def identity(self) -> bool:
@@ -101,6 +103,13 @@ class StoreThresholds:
         """The thresholds of ``space`` for ``view`` (its current labels) at ``quantile``."""
         cached = self._cached.get((space, quantile))
         if cached is not None and cached.generation == view.generation:
+            return cached
+        with self._lock:
+            return self._computed(space, view, quantile)
+
+    def _computed(self, space: str, view: LabelView, quantile: float) -> Thresholds:
+        cached = self._cached.get((space, quantile))
+        if cached is not None and cached.generation == view.generation:  # another thread made them meanwhile
             return cached
         ev = self._current(space, view)
         impostors = {c: sample.nearest[np.isfinite(sample.nearest)] for c, sample in ev.impostor.items()}
