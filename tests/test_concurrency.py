@@ -109,3 +109,46 @@ def test_eight_readers_and_a_writer(clf) -> None:
         "joint", clf.store.stored_label_view("joint"), clf.predictor.unknown_quantile
     )
     assert clf.thresholds("joint") == pytest.approx(fresh.values, abs=1e-6)  # kept up under readers = afresh
+
+
+def test_thresholds_computed_outside_a_read_never_deadlock_with_a_waiting_writer(clf) -> None:
+    """Background warm-up computes thresholds from a view it read earlier, holding no read; a writer then waits
+    for a reader, and that reader wants the thresholds too. Thresholds take the store's read lock before their
+    own, so the warm-up waits for the writer instead of holding the lock the reader needs."""
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+    for name, rgb in colours.items():
+        clf.add([solid_image(rgb, seed=s) for s in range(4)], [name])
+    clf.add([solid_image((200, 200, 30), seed=s) for s in range(4)], ["yellow"])  # thresholds now stale
+    view = clf.store.label_view("joint")
+    inside, go = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def run(fn) -> threading.Thread:  # type: ignore[no-untyped-def]
+        def body() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # reported to the main thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=body, daemon=True)
+        thread.start()
+        return thread
+
+    def reader() -> None:
+        with clf.store.reading():
+            inside.set()
+            go.wait(30)
+            clf.thresholds("joint")
+
+    threads = [run(reader)]
+    assert inside.wait(30)
+    threads.append(run(lambda: clf.add([solid_image((90, 90, 90), seed=7)], ["grey"])))  # waits for the reader
+    time.sleep(0.3)
+    threads.append(run(lambda: clf.predictor.threshold_state("joint", view)))  # as the warm-up does
+    time.sleep(0.3)
+    go.set()
+    for thread in threads:
+        thread.join(60)
+    assert not any(t.is_alive() for t in threads), "deadlocked"
+    assert not errors, errors[:3]
+    assert "grey" in clf.thresholds("joint")

@@ -104,7 +104,9 @@ class StoreThresholds:
         cached = self._cached.get((space, quantile))
         if cached is not None and cached.generation == view.generation:
             return cached
-        with self._lock:
+        # The store's read lock first, always: a caller not yet reading would otherwise wait for a writer while
+        # holding this lock, and the writer for a reader waiting on this lock.
+        with self.store.reading(), self._lock:
             return self._computed(space, view, quantile)
 
     def _computed(self, space: str, view: LabelView, quantile: float) -> Thresholds:
