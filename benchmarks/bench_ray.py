@@ -10,7 +10,7 @@
 3. Classification: rows/s of `vecclf predict --ray` over N stored-vector rows of Parquet (default 100,000) vs
    `ConceptClassifier.predict_vectors` in batches of 1,024 in one process.
 
-    python benchmarks/bench_ray.py [--smoke] [--images 400,2000] [--texts 2000] [--rounds 3] [--import-rows 1000000]
+    python benchmarks/bench_ray.py [--smoke] [--images 400,2000] [--texts 2000,10000] [--rounds 3] [--import-rows 1000000]
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--images", default="400,2000", help="image counts, comma-separated")
-    ap.add_argument("--texts", default="2000", help="text counts, comma-separated")
+    ap.add_argument("--texts", default="2000,10000", help="text counts, comma-separated")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--import-rows", type=int, default=1_000_000)
     ap.add_argument("--predict-rows", type=int, default=100_000)
