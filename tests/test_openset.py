@@ -205,3 +205,40 @@ def test_older_concepts_stacked_grow_in_place_and_restack_when_one_changes() -> 
     rows = stacked.of(samples)
     np.testing.assert_array_equal(rows, np.vstack(values))
     assert stacked.offsets[-1] == len(rows) and all(s.vectors.base is rows.base for _, s in samples)
+
+
+def test_thresholds_kept_from_a_lone_concept_on_equal_those_computed_afresh(tmp_path) -> None:
+    """A store's first concept has no impostors while it is alone; once a second one comes it is measured again,
+    and each later write (a new concept, more examples, a concept emptied) keeps the thresholds equal to a fresh
+    computation, with predictions answered throughout."""
+    from vecclf.classifier import ConceptClassifier
+    from vecclf.classify.thresholds import StoreThresholds
+    from vecclf.store import NewInput, Store
+
+    rng = np.random.default_rng(4)
+    d = 32
+    centres = rng.normal(size=(4, d)).astype(np.float32)
+
+    def examples(name: str, centre: np.ndarray, n: int = 8) -> list[NewInput]:
+        v = centre + rng.normal(size=(n, d)).astype(np.float32) * 0.6
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        return [NewInput("text", "joint", f"{name}-{rng.random()}", v[i], concepts=(name,)) for i in range(n)]
+
+    store = Store.create(tmp_path / "s", spec={"kind": "bench"}, identity={"kind": "t"}, spaces={"joint": d})
+    clf = ConceptClassifier(store)
+    writes = [
+        lambda: store.add(examples("a", centres[0])),
+        lambda: store.add(examples("b", centres[1])),
+        lambda: store.add(examples("c", (centres[0] + centres[1]) / 2)),
+        lambda: store.add(examples("a", centres[0], 3)),
+        lambda: store.delete(store.concept_member_ids("joint", "b").tolist()),
+        lambda: store.add(examples("d", centres[3])),
+    ]
+    for write in writes:
+        write()
+        kept = clf.thresholds("joint")
+        fresh = StoreThresholds(store).get("joint", store.stored_label_view("joint"), clf.predictor.unknown_quantile)
+        assert kept == pytest.approx(fresh.values, abs=1e-6)
+        (pred,) = clf.predict_vectors("joint", centres[:1] / np.linalg.norm(centres[0]), method="knn")
+        assert pred.nearest == "a"
+    clf.close()

@@ -133,8 +133,8 @@ class StoreThresholds:
         if cached is not None and cached.generation == view.generation:
             return cached
         changed = view.changed_since(cached.generation) if cached is not None else None
-        keep = (
-            {c for c in view.classes if c in cached.genuine and c not in changed}
+        keep = (  # a concept without sampled examples (measured while it was the only one) is measured again
+            {c for c in view.classes if c in cached.genuine and c not in changed and len(cached.impostor[c].vectors)}
             if cached is not None and changed is not None
             else set()
         )
@@ -197,6 +197,8 @@ class StoreThresholds:
         labelled = view.matrix[locate(view.label_roots, np.concatenate([m for _, m, _ in rows_of]))[0]] > 0
         column_of = {c: j for j, c in enumerate(view.classes)}
         order = [c for c in view.classes if c in older and len(older[c].vectors)]
+        if not order:  # kept concepts have sampled examples (see _current); an empty stack has no width
+            return
         stacked = self._stacked.setdefault(space, _Stacked())
         rows = stacked.of([(c, older[c]) for c in order])
         near = rows @ new_vectors.T  # (older examples, new examples)
