@@ -228,6 +228,7 @@ def test_thresholds_kept_from_a_lone_concept_on_equal_those_computed_afresh(tmp_
     clf = ConceptClassifier(store)
     writes = [
         lambda: store.add(examples("a", centres[0])),
+        lambda: store.add([NewInput("text", "joint", "u", centres[2] / np.linalg.norm(centres[2]))]),  # no label
         lambda: store.add(examples("b", centres[1])),
         lambda: store.add(examples("c", (centres[0] + centres[1]) / 2)),
         lambda: store.add(examples("a", centres[0], 3)),

@@ -133,8 +133,13 @@ class StoreThresholds:
         if cached is not None and cached.generation == view.generation:
             return cached
         changed = view.changed_since(cached.generation) if cached is not None else None
-        keep = (  # a concept without sampled examples (measured while it was the only one) is measured again
-            {c for c in view.classes if c in cached.genuine and c not in changed and len(cached.impostor[c].vectors)}
+        alone = len(view.classes) < 2  # a concept measured while it was the only one has no sampled examples:
+        keep = (  # it is measured again once another one comes
+            {
+                c
+                for c in view.classes
+                if c in cached.genuine and c not in changed and (alone or len(cached.impostor[c].vectors))
+            }
             if cached is not None and changed is not None
             else set()
         )
