@@ -201,9 +201,7 @@ class StoreThresholds:
         new_vectors = vecs[queries]
         labelled = view.matrix[locate(view.label_roots, np.concatenate([m for _, m, _ in rows_of]))[0]] > 0
         column_of = {c: j for j, c in enumerate(view.classes)}
-        order = [c for c in view.classes if c in older and len(older[c].vectors)]
-        if not order:  # kept concepts have sampled examples (see _current); an empty stack has no width
-            return
+        order = [c for c in view.classes if c in older]  # each with sampled examples: see _current's keep
         stacked = self._stacked.setdefault(space, _Stacked())
         rows = stacked.of([(c, older[c]) for c in order])
         near = rows @ new_vectors.T  # (older examples, new examples)
